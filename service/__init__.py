@@ -1,0 +1,3 @@
+"""initscope: network-initialisation analysis as a REST service."""
+
+__version__ = "0.1.0"

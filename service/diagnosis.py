@@ -1,0 +1,279 @@
+"""From measurements to findings, a verdict and a recommended initialiser.
+
+Each finding compares one measured number with one documented threshold
+(:class:`service.jobs.Thresholds`); the verdict is the most severe finding. The
+recommendation states what the numbers show and never claims more: sigmoid with std 1 is
+saturated, yet its backpropagated gradient hardly decays, and the reason says both.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from service import activations as act
+from service import initializers as init
+from service.jobs import AnalysisJob, Thresholds
+from service.results import Diagnosis, Finding, LayerResult, Recommendation, Simulation
+
+SEVERITY = (
+    "non_finite",
+    "symmetric_units",
+    "exploding_gradients",
+    "vanishing_gradients",
+    "exploding_activations",
+    "vanishing_activations",
+    "dead_units",
+    "saturation",
+    "concentrated_activations",
+)
+"""Finding codes, most severe first."""
+
+
+def _layers(layers: Iterable[LayerResult], test: Callable[[LayerResult], bool]) -> tuple[int, ...]:
+    return tuple(layer.index for layer in layers if test(layer))
+
+
+def _ratio(value: float | None, reference: float) -> float | None:
+    return None if value is None or reference <= 0 else value / reference
+
+
+def findings(job: AnalysisJob, sim: Simulation) -> list[Finding]:
+    t: Thresholds = job.thresholds
+    layers = sim.layers
+    by_index = {layer.index: layer for layer in layers}
+    found: list[Finding] = []
+
+    def add(code: str, hit: tuple[int, ...], message: str) -> None:
+        if hit:
+            found.append(Finding(code, hit, message))
+
+    bad = _layers(
+        layers,
+        lambda x: x.activations.non_finite > 0 or x.gradients.output_grad_rms is None,
+    )
+    if bad:
+        first = by_index[bad[0]]
+        add(
+            "non_finite",
+            bad,
+            f"values overflow to inf/NaN from layer {bad[0]} "
+            f"({first.activations.non_finite} non-finite activations there, in {job.dtype}); "
+            "the weights are far too large for this depth",
+        )
+
+    def duplicated(x: LayerResult) -> bool:
+        live = x.units - x.dead_units
+        return live > 1 and (live - x.distinct_units) / live > t.symmetric_unit_fraction
+
+    hit = _layers(layers, duplicated)
+    if hit:
+        x = by_index[hit[0]]
+        add(
+            "symmetric_units",
+            hit,
+            f"layer {x.index}'s {x.units - x.dead_units} live units compute only "
+            f"{x.distinct_units} distinct function(s): identical weights make units identical, "
+            "and gradient descent cannot break the symmetry",
+        )
+
+    def relative(x: LayerResult) -> float | None:
+        return x.gradients.relative_to_last
+
+    hit = _layers(
+        layers, lambda x: (r := relative(x)) is not None and r > t.exploding_gradient_ratio
+    )
+    if hit:
+        r = relative(by_index[hit[0]])
+        add(
+            "exploding_gradients",
+            hit,
+            f"the output-gradient RMS at layer {hit[0]} is {r:.3g}x the last layer's "
+            f"(threshold {t.exploding_gradient_ratio:g}x)",
+        )
+    hit = _layers(
+        layers, lambda x: (r := relative(x)) is not None and r < t.vanishing_gradient_ratio
+    )
+    if hit:
+        r = relative(by_index[hit[0]])
+        add(
+            "vanishing_gradients",
+            hit,
+            f"the output-gradient RMS at layer {hit[0]} is {r:.3g} of the last layer's "
+            f"(threshold {t.vanishing_gradient_ratio:g})",
+        )
+
+    def growth(x: LayerResult) -> float | None:
+        return _ratio(x.activations.rms, sim.input_rms)
+
+    hit = _layers(
+        layers, lambda x: (g := growth(x)) is not None and g > t.exploding_activation_ratio
+    )
+    if hit:
+        x = by_index[hit[-1]]
+        add(
+            "exploding_activations",
+            hit,
+            f"the activation RMS grows to {growth(x):.3g}x the input's by layer {x.index} "
+            f"(threshold {t.exploding_activation_ratio:g}x)",
+        )
+    hit = _layers(
+        layers, lambda x: (g := growth(x)) is not None and g < t.vanishing_activation_ratio
+    )
+    if hit:
+        x = by_index[hit[-1]]
+        add(
+            "vanishing_activations",
+            hit,
+            f"the activation RMS shrinks to {growth(x):.3g} of the input's by layer {x.index} "
+            f"(threshold {t.vanishing_activation_ratio:g})",
+        )
+
+    hit = _layers(layers, lambda x: x.dead_units / x.units > t.dead_unit_fraction)
+    if hit:
+        x = max((by_index[i] for i in hit), key=lambda x: x.dead_units / x.units)
+        add(
+            "dead_units",
+            hit,
+            f"{x.dead_units} of layer {x.index}'s {x.units} units have phi'(a) = 0 on every "
+            "sample: no gradient reaches their weights",
+        )
+
+    hit = _layers(
+        layers,
+        lambda x: (s := x.activations.saturated_fraction) is not None and s > t.saturated_fraction,
+    )
+    if hit:
+        x = max((by_index[i] for i in hit), key=lambda x: x.activations.saturated_fraction or 0)
+        add(
+            "saturation",
+            hit,
+            f"{x.activations.saturated_fraction:.0%} of layer {x.index}'s values sit in the flat "
+            f"tails of {x.activation} (phi' below {t.saturation_derivative:g} of its maximum)",
+        )
+
+    def spread(x: LayerResult, spec_activation: act.ActivationFn) -> float | None:
+        if not spec_activation.bounded or x.activations.std is None:
+            return None
+        low, high = spec_activation.natural_range
+        return x.activations.std / (high - low)
+
+    specs = {i: spec.activation for i, spec in enumerate(job.layers, start=1)}
+    hit = _layers(
+        layers,
+        lambda x: (s := spread(x, specs[x.index])) is not None and s < t.concentrated_std,
+    )
+    if hit:
+        x = by_index[hit[-1]]
+        add(
+            "concentrated_activations",
+            hit,
+            f"layer {x.index}'s activations barely vary (std {x.activations.std:.3g} around "
+            f"{x.activations.mean:.3g}): the units respond almost alike, which limits what the "
+            "network can express",
+        )
+    found.sort(key=lambda f: SEVERITY.index(f.code))
+    return found
+
+
+def _suited(activation: act.ActivationFn) -> tuple[init.WeightInit, str]:
+    """The initialiser suited to an activation, and why in one clause."""
+    name = activation.name
+    if name == "relu":
+        return init.HeNormal(nonlinearity="relu"), (
+            "He's std = sqrt(2/fan_in) makes up for the half of the signal ReLU zeroes, "
+            "so the activation scale stays constant with depth"
+        )
+    if isinstance(activation, act.LeakyReLU):
+        slope = activation.negative_slope
+        return init.HeNormal(negative_slope=slope, nonlinearity="leaky_relu"), (
+            f"He's std = sqrt(2/((1+{slope:g}^2) fan_in)) makes up for what leaky ReLU shrinks, "
+            "so the activation scale stays constant with depth"
+        )
+    if name in ("elu", "gelu", "silu", "softplus"):
+        return init.HeNormal(nonlinearity="relu"), (
+            f"{name} passes positive inputs and damps negative ones like ReLU, so He's "
+            "std = sqrt(2/fan_in) keeps the activation scale close to constant with depth"
+        )
+    if name == "selu":
+        return init.LecunNormal(), (
+            "SELU self-normalises only with LeCun normal weights, std = 1/sqrt(fan_in) "
+            "(Klambauer et al. 2017)"
+        )
+    if name == "linear":
+        return init.LecunNormal(), (
+            "std = 1/sqrt(fan_in) preserves the signal's variance through linear layers"
+        )
+    return init.XavierNormal(), (
+        f"Glorot's std = sqrt(2/(fan_in+fan_out)) keeps {name}'s pre-activations near unit "
+        "variance, between the flat tails and the nearly constant centre"
+    )
+
+
+def _matches(job: AnalysisJob, suggestion: init.WeightInit) -> bool:
+    """Whether every layer already draws i.i.d. weights with the suggested variance (5 %)."""
+    for spec, (fan_in, fan_out) in zip(job.layers, job.fans, strict=True):
+        if not spec.init.theory_applicable:
+            return False
+        mine = spec.init.variance(fan_in, fan_out)
+        wanted = suggestion.variance(fan_in, fan_out)
+        if abs(mine - wanted) > 0.05 * wanted:
+            return False
+    return True
+
+
+def _per_layer(first: float | None, last: float | None, steps: int) -> float | None:
+    if first is None or last is None or first <= 0 or steps == 0:
+        return None
+    return float((last / first) ** (1 / steps))
+
+
+def recommend(job: AnalysisJob, sim: Simulation, found: list[Finding]) -> Recommendation:
+    """The init suited to the network's most common activation, with the measured evidence.
+
+    Three cases: the current init already matches the suggestion (then say what remains and
+    why the weight scale cannot fix it); it does not match and findings were raised (name the
+    worst); it does not match and nothing was raised (keep it, but say what the measurements
+    show the suggestion would change).
+    """
+    activation = Counter(spec.activation for spec in job.layers).most_common(1)[0][0]
+    suggestion, why = _suited(activation)
+    codes = [f.code for f in found]
+    to_first = sim.layers[0].gradients.relative_to_last
+    steps = len(sim.layers) - 1
+    rms_factor = _per_layer(sim.layers[0].activations.rms, sim.layers[-1].activations.rms, steps)
+
+    if _matches(job, suggestion):
+        if not found:
+            return Recommendation(suggestion, f"Keep it: {why}, and no finding was raised.")
+        reason = (
+            f"This is already the usual choice: {why}; what remains ({', '.join(codes)}) comes "
+            "from the activation or the depth, not from the weight scale"
+        )
+        if "vanishing_gradients" in codes and activation.name == "sigmoid":
+            reason += (
+                " (sigmoid's phi' is at most 0.25, so with zero bias no weight scale keeps the "
+                "gradient from shrinking; tanh or ReLU with He train deeper)"
+            )
+        return Recommendation(suggestion, reason + ".")
+
+    if not found:
+        reason = f"No finding was raised, so the current init is workable; {suggestion.scheme} is "
+        reason += f"the textbook choice for {activation.name}: {why}"
+        if rms_factor is not None and steps:
+            reason += f" (here the activation RMS changes by x{rms_factor:.2f} per layer)"
+        return Recommendation(suggestion, reason + ".")
+
+    reason = f"Use {suggestion.scheme}: {why}; here {found[0].message}"
+    if "saturation" in codes and "vanishing_gradients" not in codes and to_first is not None:
+        reason += (
+            f" (the gradient is not vanishing: layer 1 receives {to_first:.2g}x the last layer's "
+            "gradient RMS, because the large weights offset the small phi')"
+        )
+    return Recommendation(suggestion, reason + ".")
+
+
+def diagnose(job: AnalysisJob, sim: Simulation) -> Diagnosis:
+    found = findings(job, sim)
+    verdict = found[0].code if found else "healthy"
+    return Diagnosis(verdict, tuple(found), recommend(job, sim, found))

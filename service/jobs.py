@@ -1,0 +1,160 @@
+"""Frozen jobs: what crosses from the HTTP edge into the worker pool.
+
+The small option types here are stdlib dataclasses that pydantic validates directly,
+so the request schema and the job share one definition and a job never holds pydantic
+models or NumPy arrays.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import ConfigDict, Field
+
+from service.activations import Activation
+from service.initializers import BiasInit, WeightInit
+
+_FORBID = ConfigDict(extra="forbid")
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
+DType = Literal["float32", "float64"]
+
+
+@dataclass(frozen=True)
+class NormalInput:
+    """Input rows with i.i.d. N(mean, std^2) features."""
+
+    __pydantic_config__ = _FORBID
+    name: Literal["normal"] = "normal"
+    mean: Finite = 0.0
+    std: Positive = 1.0
+
+
+@dataclass(frozen=True)
+class UniformInput:
+    """Input rows with i.i.d. U(low, high) features."""
+
+    __pydantic_config__ = _FORBID
+    name: Literal["uniform"] = "uniform"
+    low: Finite = -1.0
+    high: Finite = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.low < self.high:
+            raise ValueError(f"low must be < high, got low={self.low}, high={self.high}")
+
+
+InputDistribution = Annotated[NormalInput | UniformInput, Field(discriminator="name")]
+
+
+@dataclass(frozen=True)
+class RandomNormalGradient:
+    """dL/dh at the last layer's output drawn i.i.d. N(0, 1): the loss L = sum(g * h_L)."""
+
+    __pydantic_config__ = _FORBID
+    source: Literal["random_normal"] = "random_normal"
+
+
+@dataclass(frozen=True)
+class OnesGradient:
+    """dL/dh = 1 at the last layer's output: the loss L = sum(h_L)."""
+
+    __pydantic_config__ = _FORBID
+    source: Literal["ones"] = "ones"
+
+
+GradientSource = Annotated[RandomNormalGradient | OnesGradient, Field(discriminator="source")]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a measurement becomes a finding. Every value may be overridden per request."""
+
+    __pydantic_config__ = _FORBID
+    docs: ClassVar[dict[str, str]] = {
+        "vanishing_gradient_ratio": "vanishing_gradients when a layer's output-gradient RMS "
+        "is below this fraction of the last layer's",
+        "exploding_gradient_ratio": "exploding_gradients when a layer's output-gradient RMS "
+        "is above this multiple of the last layer's",
+        "vanishing_activation_ratio": "vanishing_activations when a layer's activation RMS "
+        "is below this fraction of the input's",
+        "exploding_activation_ratio": "exploding_activations when a layer's activation RMS "
+        "is above this multiple of the input's",
+        "saturation_derivative": "a value is saturated when phi'(a) is below this fraction "
+        "of the activation's largest derivative (saturating activations only)",
+        "saturated_fraction": "saturation when more than this fraction of a layer's values "
+        "are saturated",
+        "dead_unit_fraction": "dead_units when more than this fraction of a layer's units "
+        "pass no gradient for any sample",
+        "concentrated_std": "concentrated_activations when a bounded activation's std is "
+        "below this fraction of its output range",
+        "symmetric_unit_fraction": "symmetric_units when more than this fraction of a "
+        "layer's live units duplicate another unit exactly",
+    }
+
+    vanishing_gradient_ratio: Fraction = 1e-2
+    exploding_gradient_ratio: Annotated[float, Field(gt=1, allow_inf_nan=False)] = 1e2
+    vanishing_activation_ratio: Fraction = 1e-2
+    exploding_activation_ratio: Annotated[float, Field(gt=1, allow_inf_nan=False)] = 1e2
+    saturation_derivative: Fraction = 0.05
+    saturated_fraction: Fraction = 0.3
+    dead_unit_fraction: Fraction = 0.05
+    concentrated_std: Fraction = 0.05
+    symmetric_unit_fraction: Fraction = 0.1
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    units: int
+    activation: Activation
+    init: WeightInit
+    bias: BiasInit
+
+
+@dataclass(frozen=True)
+class AnalysisJob:
+    """One /analyze request, expanded and validated: everything the worker needs."""
+
+    input_dim: int
+    layers: tuple[LayerSpec, ...]
+    samples: int
+    distribution: NormalInput | UniformInput
+    data: tuple[tuple[float, ...], ...] | None
+    bins: int
+    histogram_range: tuple[float, float] | None
+    gradient: RandomNormalGradient | OnesGradient
+    thresholds: Thresholds
+    seed: int
+    dtype: DType
+    effective_rank: bool = True
+
+    @property
+    def fans(self) -> list[tuple[int, int]]:
+        widths = [self.input_dim, *(layer.units for layer in self.layers)]
+        return list(itertools.pairwise(widths))
+
+    @property
+    def macs(self) -> int:
+        """Multiply-adds of one forward pass: samples * sum(fan_in * fan_out)."""
+        return self.samples * sum(fan_in * fan_out for fan_in, fan_out in self.fans)
+
+    @property
+    def flops(self) -> int:
+        """Forward plus the two backward products per layer, 2 flops per multiply-add."""
+        return 6 * self.macs
+
+    def peak_bytes(self) -> int:
+        """Upper estimate of the simulation's working memory.
+
+        Per layer the forward keeps h and phi'(a) (samples x units each) for the backward
+        pass, plus the weights; transient buffers of a few samples x units arrays on top.
+        """
+        itemsize = 4 if self.dtype == "float32" else 8
+        widest = max(self.input_dim, *(layer.units for layer in self.layers))
+        kept = sum(2 * self.samples * layer.units for layer in self.layers)
+        weights = sum(fan_in * fan_out for fan_in, fan_out in self.fans)
+        transient = 6 * self.samples * widest + 2 * widest * widest
+        return itemsize * (kept + weights + self.samples * self.input_dim + transient)

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.api import create_app
+from service.config import Settings
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """Small limits so that limit checks are cheap to exercise; two workers, one thread each."""
+    return Settings(
+        workers=2,
+        blas_threads=1,
+        max_layers=20,
+        max_units=512,
+        max_samples=4096,
+        max_bins=200,
+        max_inline_rows=64,
+        max_inline_values=4096,
+        compute_budget=50_000_000,
+        memory_budget_bytes=200_000_000,
+    )
+
+
+@pytest.fixture(scope="session")
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client

@@ -1,0 +1,299 @@
+"""The simulation's numbers against independent computations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from service.analysis import analyze
+from service.jobs import AnalysisJob
+from service.simulation import (
+    _FIRST_LAYER_STREAM,
+    _GRADIENT_STREAM,
+    _INPUT_STREAM,
+    draw_parameters,
+    effective_rank,
+    histogram,
+    make_input,
+    make_upstream,
+    simulate,
+    streams,
+)
+from tests.helpers import make_job
+
+TINY: dict[str, Any] = {
+    "network": {
+        "input_dim": 3,
+        "layers": [
+            {
+                "units": 4,
+                "activation": "tanh",
+                "init": "xavier_normal",
+                "bias": {"scheme": "normal", "std": 0.3},
+            },
+            {"units": 5, "activation": "gelu", "init": {"scheme": "normal", "std": 0.7}},
+            {
+                "units": 3,
+                "activation": {"name": "elu", "alpha": 0.5},
+                "init": "he_uniform",
+                "bias": {"scheme": "constant", "value": 0.1},
+            },
+            {"units": 2, "activation": "sigmoid", "init": "orthogonal"},
+        ],
+    },
+    "input": {"samples": 6},
+    "dtype": "float64",
+    "seed": 3,
+}
+
+
+def _reference(
+    job: AnalysisJob,
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    rngs = streams(job.seed, len(job.layers))
+    x = make_input(job, rngs[_INPUT_STREAM])
+    params = [
+        draw_parameters(job, i, rngs[_FIRST_LAYER_STREAM + i - 1])
+        for i in range(1, len(job.layers) + 1)
+    ]
+    g = make_upstream(job, rngs[_GRADIENT_STREAM])
+    return x, params, g
+
+
+def _loss_from(
+    job: AnalysisJob,
+    params: list[tuple[np.ndarray, np.ndarray]],
+    g: np.ndarray,
+    start: int,
+    h: np.ndarray,
+) -> float:
+    """L = sum(g * h_L), running the network from layer ``start`` (0-based) on ``h``."""
+    for spec, (w, b) in list(zip(job.layers, params, strict=True))[start:]:
+        h = spec.activation.forward(h @ w + b)
+    return float(np.sum(g * h))
+
+
+def test_backprop_matches_finite_differences() -> None:
+    job = make_job(TINY)
+    sim = simulate(job)
+    x, params, g = _reference(job)
+    eps = 1e-6
+    n = job.samples
+
+    # dL/dW for every layer, entry by entry, by central differences.
+    h_inputs = [x]
+    for spec, (w, b) in zip(job.layers, params, strict=True):
+        h_inputs.append(spec.activation.forward(h_inputs[-1] @ w + b))
+    for i, layer in enumerate(sim.layers):
+        w, b = params[i]
+        numeric = np.zeros_like(w)
+        for idx in np.ndindex(*w.shape):
+            for sign in (1, -1):
+                wp = w.copy()
+                wp[idx] += sign * eps
+                trial = [*params[:i], (wp, b), *params[i + 1 :]]
+                numeric[idx] += sign * _loss_from(job, trial, g, 0, x)
+        numeric /= 2 * eps
+        assert layer.gradients.weight_grad_norm == pytest.approx(
+            np.linalg.norm(numeric) / n, rel=1e-6
+        )
+        # dL/dh_i for the layer's output, by perturbing h_i and running the rest.
+        h_out = h_inputs[i + 1]
+        dh = np.zeros_like(h_out)
+        for idx in np.ndindex(*h_out.shape):
+            for sign in (1, -1):
+                hp = h_out.copy()
+                hp[idx] += sign * eps
+                dh[idx] += sign * _loss_from(job, params, g, i + 1, hp)
+        dh /= 2 * eps
+        assert layer.gradients.output_grad_rms == pytest.approx(
+            float(np.sqrt(np.mean(dh**2))), rel=1e-6
+        )
+
+
+def test_forward_statistics_match_a_reference_forward() -> None:
+    job = make_job(TINY)
+    sim = simulate(job)
+    x, params, _ = _reference(job)
+    h = x
+    for layer, spec, (w, b) in zip(sim.layers, job.layers, params, strict=True):
+        a = h @ w + b
+        h = spec.activation.forward(a)
+        d = spec.activation.derivative(a, h)
+        assert layer.activations.mean == pytest.approx(h.mean(), rel=1e-12)
+        assert layer.activations.std == pytest.approx(h.std(), rel=1e-12)
+        assert layer.activations.min == h.min()
+        assert layer.activations.max == h.max()
+        assert layer.preactivations.mean == pytest.approx(a.mean(), rel=1e-12)
+        assert layer.mean_derivative_sq == pytest.approx(np.mean(d**2), rel=1e-12)
+        assert layer.sigma_w2 == pytest.approx(spec.init.variance(*w.shape) * w.shape[0])
+
+
+def test_same_seed_same_numbers_and_other_seed_differs() -> None:
+    first = analyze(make_job(TINY))
+    again = analyze(make_job(TINY))
+    other = analyze(make_job({**TINY, "seed": 4}))
+    assert first.simulation == again.simulation
+    assert first.diagnosis == again.diagnosis
+    assert first.simulation != other.simulation
+
+
+def test_input_and_upstream_gradient_do_not_depend_on_the_network() -> None:
+    """Two networks under one seed see the same data: the basis of side-by-side comparison."""
+    a = make_job(TINY)
+    b = make_job(
+        {
+            **TINY,
+            "network": {
+                "input_dim": 3,
+                "depth": 2,
+                "width": 2,
+                "activation": "relu",
+                "init": "he_normal",
+            },
+        }
+    )
+    xa = make_input(a, streams(a.seed, len(a.layers))[_INPUT_STREAM])
+    xb = make_input(b, streams(b.seed, len(b.layers))[_INPUT_STREAM])
+    np.testing.assert_array_equal(xa, xb)
+    ga = make_upstream(a, streams(a.seed, 9)[_GRADIENT_STREAM])
+    gb = make_upstream(b, streams(b.seed, 2)[_GRADIENT_STREAM])
+    np.testing.assert_array_equal(ga, gb)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_histogram_accounts_for_every_value(dtype: str) -> None:
+    job = make_job(
+        {
+            "network": {
+                "input_dim": 50,
+                "depth": 3,
+                "width": 40,
+                "activation": "relu",
+                "init": {"scheme": "normal", "std": 0.3},
+            },
+            "input": {"samples": 300},
+            "histogram": {"bins": 17, "range": [0.0, 0.5]},
+            "dtype": dtype,
+        }
+    )
+    for layer in simulate(job).layers:
+        hist = layer.activations.histogram
+        assert hist.total == 300 * 40
+        assert hist.overflow > 0  # relu outputs exceed 0.5
+        assert hist.underflow == 0  # and never go below 0
+        assert len(hist.counts) == 17
+        assert hist.edges[0] == 0.0
+        assert hist.edges[-1] == 0.5
+
+
+def test_histogram_matches_numpy_inside_the_range() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(10_000)
+    x[:5] = [-1.0, 1.0, 0.0, 2.5, -2.5]  # edges and outside
+    hist = histogram(x, 20, (-1.0, 1.0), non_finite=0)
+    inside = x[(x >= -1) & (x <= 1)]
+    expected, _ = np.histogram(inside, bins=20, range=(-1, 1))
+    assert list(hist.counts) == expected.tolist()
+    assert hist.underflow == np.count_nonzero(x < -1)
+    assert hist.overflow == np.count_nonzero(x > 1)
+
+
+def test_histogram_default_range_is_the_data_range() -> None:
+    hist = histogram(np.array([2.0, 3.0, 4.0]), 4, None, non_finite=0)
+    assert hist.edges[0] == 2.0
+    assert hist.edges[-1] == 4.0
+    assert list(hist.counts) == [1, 0, 1, 1]
+
+
+def test_overflow_is_counted_and_located_not_raised() -> None:
+    job = make_job(
+        {
+            "network": {
+                "input_dim": 100,
+                "depth": 8,
+                "width": 100,
+                "activation": "linear",
+                "init": {"scheme": "normal", "std": 1e4},
+            },
+            "input": {"samples": 50},
+        }
+    )
+    result = analyze(job)
+    first_bad = next(x for x in result.simulation.layers if x.activations.non_finite)
+    assert first_bad.index > 1
+    assert first_bad.activations.histogram.total == 50 * 100
+    assert first_bad.activations.histogram.non_finite == first_bad.activations.non_finite
+    assert result.diagnosis.verdict == "non_finite"
+    finding = result.diagnosis.findings[0]
+    assert finding.layers[0] == first_bad.index
+    assert f"layer {first_bad.index}" in finding.message
+
+
+def test_effective_rank_of_known_spectra() -> None:
+    rng = np.random.default_rng(0)
+    u = rng.standard_normal((500, 1))
+    rank_one = u @ rng.standard_normal((1, 40))
+    assert effective_rank(rank_one) == pytest.approx(1.0, abs=1e-6)
+    # Orthogonal, equal-norm centred columns: a flat spectrum of 4 -> erank 4.
+    q, _ = np.linalg.qr(rng.standard_normal((400, 4)))
+    q -= q.mean(axis=0)
+    q, _ = np.linalg.qr(q)
+    assert effective_rank(q) == pytest.approx(4.0, rel=1e-6)
+    assert effective_rank(np.ones((10, 3))) == 0.0
+    # Singular values (3, 1): p = (0.75, 0.25) -> exp(H).
+    m = np.zeros((4, 2))
+    m[0, 0], m[1, 0], m[2, 1], m[3, 1] = (
+        3 / np.sqrt(2),
+        -3 / np.sqrt(2),
+        1 / np.sqrt(2),
+        -1 / np.sqrt(2),
+    )
+    p = np.array([0.75, 0.25])
+    assert effective_rank(m) == pytest.approx(np.exp(-np.sum(p * np.log(p))), rel=1e-9)
+
+
+def test_constant_init_gives_identical_units_and_rank_one() -> None:
+    job = make_job(
+        {
+            "network": {
+                "input_dim": 20,
+                "depth": 3,
+                "width": 30,
+                "activation": "tanh",
+                "init": {"scheme": "constant", "value": 0.05},
+            },
+            "input": {"samples": 200},
+        }
+    )
+    result = analyze(job)
+    for layer in result.simulation.layers:
+        assert layer.distinct_units == 1
+        assert layer.effective_rank == pytest.approx(1.0, abs=1e-3)
+    assert result.diagnosis.verdict == "symmetric_units"
+
+
+def test_dead_units_are_units_that_never_pass_gradient() -> None:
+    job = make_job(
+        {
+            "network": {
+                "input_dim": 10,
+                "layers": [
+                    {
+                        "units": 50,
+                        "activation": "relu",
+                        "init": {"scheme": "normal", "std": 0.01},
+                        "bias": {"scheme": "constant", "value": -1.0},
+                    },
+                    {"units": 10, "activation": "relu", "init": "he_normal"},
+                ],
+            },
+            "input": {"samples": 100},
+        }
+    )
+    result = analyze(job)
+    assert result.simulation.layers[0].dead_units == 50
+    assert result.simulation.layers[0].activations.zero_fraction == 1.0
+    assert "dead_units" in {f.code for f in result.diagnosis.findings}
