@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from service import __version__, catalogue
@@ -71,14 +73,58 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
+# Fields holding a tagged union: pydantic puts the tag in the error location
+# (network.layers.layers.0.init.normal.std); users wrote network.layers.0.init.std.
+_TAGGED = frozenset({"network", "activation", "init", "bias", "distribution", "gradient"})
+
+
+def _clean_loc(loc: Sequence[str | int]) -> list[str | int]:
+    return [
+        part
+        for i, part in enumerate(loc)
+        if not (i and isinstance(part, str) and loc[i - 1] in _TAGGED)
+    ]
+
+
+def _json_safe(value: Any) -> Any:
+    """Echoed input may hold NaN or inf (Python's JSON parser accepts them): spell them out."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _unprocessable(errors: Iterable[Mapping[str, Any]]) -> JSONResponse:
+    detail = []
+    for error in errors:
+        item = {
+            "type": error["type"],
+            "loc": list(error["loc"]),
+            "msg": error["msg"],
+            "input": error.get("input"),
+        }
+        if ctx := error.get("ctx"):
+            item["ctx"] = {
+                k: v if isinstance(v, int | float | str) else str(v) for k, v in ctx.items()
+            }
+        detail.append(item)
+    body = _json_safe(jsonable_encoder({"detail": detail}))
+    return JSONResponse(body, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
 async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, InvalidRequest)
-    detail = [
-        {"type": e.type, "loc": list(e.loc), "msg": e.msg, "input": e.input} for e in exc.errors
-    ]
-    return JSONResponse(
-        jsonable_encoder({"detail": detail}), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
+    return _unprocessable(
+        {"type": e.type, "loc": e.loc, "msg": e.msg, "input": e.input} for e in exc.errors
     )
+
+
+async def invalid_body(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return _unprocessable({**e, "loc": _clean_loc(e["loc"])} for e in exc.errors())
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -124,4 +170,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_api_route("/livez", livez, methods=["GET"], tags=["probes"])
     app.add_api_route("/readyz", readyz, methods=["GET"], tags=["probes"])
     app.add_exception_handler(InvalidRequest, invalid_request)
+    app.add_exception_handler(RequestValidationError, invalid_body)
     return app

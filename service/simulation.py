@@ -151,8 +151,9 @@ def distinct_units(h: FloatArray, live: NDArray[np.bool_]) -> int:
     """Number of distinct functions among the live units.
 
     Two units compute the same function when their outputs agree on every sample to within
-    ``sqrt(eps(dtype))`` of the layer's RMS: identical weights give columns equal up to the
-    rounding of the matrix product, genuinely different units differ by O(std). Candidates
+    ``tol = max(sqrt(eps) * s, 4 * eps * max|h|)``, ``s`` the RMS of the column-centred
+    outputs: identical weights give columns equal up to a few ulps of rounding in the matrix
+    product, while units that differ at all differ on the scale of their own variation. Candidates
     are found by sorting a random projection of the columns (duplicates project within
     ``sqrt(n) * tol`` of each other), then every member is checked against its group's first.
     """
@@ -161,8 +162,9 @@ def distinct_units(h: FloatArray, live: NDArray[np.bool_]) -> int:
     if count <= 1:
         return count
     n = columns.shape[0]
-    scale = float(np.sqrt(np.mean(np.square(columns, dtype=np.float64))))
-    tol = float(np.sqrt(np.finfo(h.dtype).eps)) * max(scale, float(np.finfo(h.dtype).tiny))
+    eps = float(np.finfo(h.dtype).eps)
+    spread = float(np.sqrt(np.mean(np.var(columns, axis=0, dtype=np.float64))))
+    tol = max(np.sqrt(eps) * spread, 4 * eps * float(np.abs(columns).max()))
     direction = np.random.default_rng(0).standard_normal(n) / np.sqrt(n)
     projection = direction @ columns.astype(np.float64, copy=False)
     order = np.argsort(projection, kind="stable")
