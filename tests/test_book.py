@@ -6,6 +6,7 @@ the mean-field expectations of ../shared/SCIENCE.md; tolerances cover finite-wid
 
 from __future__ import annotations
 
+import itertools
 from functools import cache
 
 import numpy as np
@@ -32,7 +33,7 @@ def mass(layer: LayerResult, bins: slice) -> float:
 
 def rms_steps(result: Analysis) -> list[float]:
     rms = [layer.activations.rms or 0.0 for layer in result.simulation.layers]
-    return [b / a for a, b in zip(rms[:-1], rms[1:], strict=True)]
+    return [b / a for a, b in itertools.pairwise(rms)]
 
 
 # --- sigmoid ---------------------------------------------------------------------------------
