@@ -16,12 +16,12 @@ Kernel contract (``forward(a)`` and ``derivative(a, h)`` with ``h = forward(a)``
 - ``a`` is a float32 or float64 array of any shape (0-d included); the result is a new array of
   the same shape and dtype, and neither ``a`` nor ``h`` is written to.
 - No floating-point warning for any finite or infinite input: the tails are computed in forms
-  that cannot overflow (``expm1`` on ``min(a, 0)``, ``log1p(exp(-|a|))``, sigmoid through
-  ``tanh``). NaN propagates through ``forward``. The only non-finite output for finite input is
-  SELU's ``scale * a`` beyond ``finfo.max / scale``, which rounds to inf as it should.
-- Accuracy is absolute, about one ulp of the output's scale: sigmoid is ``0.5 + 0.5 tanh(a/2)``
-  (three times faster than ``scipy.special.expit``), so deep in the negative tail it returns
-  exact zeros where the true value is below ``eps`` (a < -37 in float64, a < -17 in float32).
+  that cannot overflow (``expm1`` on ``min(a, 0)``, ``log1p(exp(-|a|))``,
+  ``scipy.special.expit``). NaN propagates through ``forward``. The only non-finite output
+  for finite input is SELU's ``scale * a`` beyond ``finfo.max / scale``, which rounds to inf
+  as it should.
+- Sigmoid (and SiLU, softplus') keep relative accuracy in the tails like ``torch.sigmoid``:
+  exact zeros only where the value underflows the dtype.
 - ``derivative`` reuses ``h`` where that is cheaper (sigmoid, tanh, SiLU, GELU), so ``h`` must be
   the exact output of ``forward(a)``.
 
@@ -198,16 +198,15 @@ class _Base:
 
 
 def _sigmoid(x: FloatArray, scale: float = 1.0, out: FloatArray | None = None) -> FloatArray:
-    """``1 / (1 + exp(-scale x))`` as ``0.5 + 0.5 tanh(scale x / 2)``: no overflow, |error| ~ eps.
+    """``1 / (1 + exp(-scale x))`` by ``scipy.special.expit``: no overflow, relative accuracy.
 
-    ``scale * x`` must not overflow (callers clip ``x`` first when ``scale > 2``). ``out`` may
-    be ``x`` itself.
+    The ``0.5 + 0.5 tanh(x/2)`` form is three times faster but rounds the tail to exact zeros
+    below a = -17 in float32, where ``torch.sigmoid`` still returns ~1e-8; exact zeros would
+    then read as "dead" units. ``scale * x`` must not overflow (callers clip ``x`` first when
+    ``scale > 2``). ``out`` may be ``x`` itself.
     """
-    s = np.multiply(x, 0.5 * scale, out=np.empty_like(x) if out is None else out)
-    np.tanh(s, out=s)
-    s *= 0.5
-    s += 0.5
-    return s
+    s = np.multiply(x, scale, out=np.empty_like(x) if out is None else out)
+    return np.asarray(special.expit(s, out=s))
 
 
 def _times_a(p: FloatArray, a: FloatArray) -> FloatArray:
@@ -294,7 +293,7 @@ class Sigmoid(_Base):
     """Logistic sigmoid, phi(a) = 1 / (1 + exp(-a)); phi' = phi (1 - phi) <= 1/4 (``nn.Sigmoid``).
 
     Glorot & Bengio (2010) show how its non-zero mean and saturation at 0 and 1 slow deep
-    networks; computed as 0.5 + 0.5 tanh(a/2).
+    networks; computed with scipy.special.expit.
     """
 
     formula: ClassVar[str] = "1 / (1 + exp(-a))"

@@ -64,7 +64,9 @@ def findings(job: AnalysisJob, sim: Simulation) -> list[Finding]:
 
     def duplicated(x: LayerResult) -> bool:
         live = x.units - x.dead_units
-        return live > 1 and (live - x.distinct_units) / live > t.symmetric_unit_fraction
+        if x.distinct_units is None or live <= 1:
+            return False
+        return (live - x.distinct_units) / live > t.symmetric_unit_fraction
 
     hit = _layers(layers, duplicated)
     if hit:

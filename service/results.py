@@ -69,7 +69,7 @@ class LayerResult:
     preactivations: Moments
     mean_derivative_sq: float | None
     dead_units: int
-    distinct_units: int
+    distinct_units: int | None
     effective_rank: float | None
     gradients: GradientStats
 

@@ -312,7 +312,9 @@ class LayerOut(Out):
     preactivations: MomentsOut
     mean_derivative_sq: float | None = Field(description="E[phi'(a)^2], the local gain.")
     dead_units: int = Field(description="Units with phi'(a) = 0 on every sample.")
-    distinct_units: int = Field(description="Distinct functions among the live units.")
+    distinct_units: int | None = Field(
+        description="Distinct functions among the live units; null when values overflowed."
+    )
     effective_rank: float | None = Field(
         description="Entropy effective rank of the centred activation matrix (Roy & Vetterli "
         "2007); null when not requested or when values are not finite."

@@ -515,3 +515,13 @@ def test_instances_are_frozen_hashable_and_picklable(act: ActivationFn) -> None:
 def test_parameters_are_keyword_only() -> None:
     with pytest.raises(TypeError):
         LeakyReLU(0.1)  # type: ignore[call-arg, arg-type]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_keeps_relative_accuracy_in_the_tail(dtype: type[np.floating[Any]]) -> None:
+    """Like torch.sigmoid: sigmoid(-20) is ~2e-9, not an exact zero that would read as dead."""
+    a = np.array([-20.0, -30.0, -80.0], dtype=dtype)
+    h = Sigmoid().forward(a)
+    expected = 1 / (1 + np.exp(-a.astype(np.float64)))
+    np.testing.assert_allclose(h, expected, rtol=1e-6)
+    assert np.all(Sigmoid().derivative(a, h) > 0)

@@ -192,7 +192,8 @@ def test_histogram_accounts_for_every_value(dtype: str) -> None:
 def test_histogram_matches_numpy_inside_the_range() -> None:
     rng = np.random.default_rng(1)
     x = rng.standard_normal(10_000)
-    x[:5] = [-1.0, 1.0, 0.0, 2.5, -2.5]  # edges and outside
+    x[:5] = [-1.0, 1.0, 0.0, 2.5, -2.5]  # ends and outside
+    x[5:26] = np.linspace(-1.0, 1.0, 21)  # every edge, where rounding could misplace a value
     hist = histogram(x, 20, (-1.0, 1.0), non_finite=0)
     inside = x[(x >= -1) & (x <= 1)]
     expected, _ = np.histogram(inside, bins=20, range=(-1, 1))
