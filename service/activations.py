@@ -366,7 +366,7 @@ class ReLU(_Base):
     name: Literal["relu"] = "relu"
 
     def forward(self, a: FloatArray) -> FloatArray:
-        return np.clip(a, 0.0, _INF, out=np.empty_like(a))
+        return np.maximum(a, 0.0, out=np.empty_like(a))  # NaN propagates, as in torch
 
     def derivative(self, a: FloatArray, h: FloatArray) -> FloatArray:
         return np.greater(a, 0.0, out=np.empty_like(a))

@@ -14,13 +14,12 @@ from service.simulation import (
     _GRADIENT_STREAM,
     _INPUT_STREAM,
     draw_parameters,
-    effective_rank,
-    histogram,
     make_input,
     make_upstream,
     simulate,
     streams,
 )
+from service.statistics import effective_rank, histogram
 from tests.helpers import make_job
 
 TINY: dict[str, Any] = {
@@ -194,7 +193,7 @@ def test_histogram_matches_numpy_inside_the_range() -> None:
     x = rng.standard_normal(10_000)
     x[:5] = [-1.0, 1.0, 0.0, 2.5, -2.5]  # ends and outside
     x[5:26] = np.linspace(-1.0, 1.0, 21)  # every edge, where rounding could misplace a value
-    hist = histogram(x, 20, (-1.0, 1.0), non_finite=0)
+    hist = histogram(x, 20, (-1.0, 1.0))
     inside = x[(x >= -1) & (x <= 1)]
     expected, _ = np.histogram(inside, bins=20, range=(-1, 1))
     assert list(hist.counts) == expected.tolist()
@@ -202,11 +201,31 @@ def test_histogram_matches_numpy_inside_the_range() -> None:
     assert hist.overflow == np.count_nonzero(x > 1)
 
 
-def test_histogram_default_range_is_the_data_range() -> None:
-    hist = histogram(np.array([2.0, 3.0, 4.0]), 4, None, non_finite=0)
-    assert hist.edges[0] == 2.0
-    assert hist.edges[-1] == 4.0
-    assert list(hist.counts) == [1, 0, 1, 1]
+def test_histogram_default_range_is_each_layers_own_range() -> None:
+    job = make_job(
+        {
+            "network": {
+                "input_dim": 5,
+                "depth": 2,
+                "width": 7,
+                "activation": "relu",
+                "init": "he_normal",
+            },
+            "input": {"samples": 40},
+        }
+    )
+    for layer in simulate(job).layers:
+        stats = layer.activations
+        assert stats.histogram.edges[0] == stats.min
+        assert stats.histogram.edges[-1] == pytest.approx(stats.max, rel=1e-15)
+        assert stats.histogram.underflow == stats.histogram.overflow == 0
+
+
+def test_histogram_counts_non_finite_values_apart() -> None:
+    x = np.array([0.5, np.nan, np.inf, -np.inf, 2.0, -3.0], dtype=np.float32)
+    hist = histogram(x, 4, (0.0, 1.0))
+    assert list(hist.counts) == [0, 0, 1, 0]
+    assert (hist.underflow, hist.overflow, hist.non_finite) == (1, 1, 3)
 
 
 def test_overflow_is_counted_and_located_not_raised() -> None:

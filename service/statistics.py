@@ -1,0 +1,202 @@
+"""Per-array statistics: moments, histograms, duplicate units, effective rank.
+
+Everything is vectorised NumPy: reductions that accumulate in float64 without float64 copies,
+and a histogram processed in cache-sized blocks. NaN and inf are counted, never dropped
+silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from service.results import Histogram
+
+FloatArray = NDArray[np.floating[Any]]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The finite values of one array: how many, their moments and extremes; NaN when none."""
+
+    size: int
+    finite: int
+    zeros: int
+    mean: float
+    mean_square: float
+    std: float
+    min: float
+    max: float
+
+    @property
+    def non_finite(self) -> int:
+        return self.size - self.finite
+
+    @property
+    def rms(self) -> float:
+        return float(np.sqrt(self.mean_square))
+
+
+def summarise(x: FloatArray) -> Summary:
+    """Moments of the finite values of ``x``: NumPy's vectorised reductions, float64 sums.
+
+    ``Var = E[x^2] - E[x]^2`` in float64 is exact enough unless the spread is below ~1e-6 of
+    the mean; there the two-pass formula is used instead. The all-finite check is the min/max
+    reduction itself (NaN and inf propagate into it), not a boolean mask.
+    """
+    flat = x.reshape(-1)
+    low, high = flat.min(initial=np.inf), flat.max(initial=-np.inf)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        flat = flat[np.isfinite(flat)]
+        low, high = flat.min(initial=np.inf), flat.max(initial=-np.inf)
+    finite = flat.size
+    if finite == 0:
+        nan = float("nan")
+        return Summary(x.size, 0, 0, nan, nan, nan, nan, nan)
+    mean = float(flat.sum(dtype=np.float64)) / finite
+    mean_square = sum_squares(flat) / finite
+    variance = mean_square - mean * mean
+    if variance < 1e-12 * mean_square:
+        variance = float(flat.var(dtype=np.float64))
+    std = float(np.sqrt(max(variance, 0.0)))
+    zeros = int(np.count_nonzero(flat == 0))
+    return Summary(x.size, finite, zeros, mean, mean_square, std, float(low), float(high))
+
+
+_BLOCK = 1 << 17  # values per histogram block: the temporaries stay in cache
+
+
+def histogram(x: FloatArray, bins: int, value_range: tuple[float, float]) -> Histogram:
+    """Equal-width histogram over ``value_range`` that counts, rather than drops, the rest.
+
+    Binning is NumPy's: ``floor((x - lo) * bins / (hi - lo))`` in float64, a value within
+    rounding of an edge placed by comparison with the edge itself (a value on an edge lands in
+    the bin to its right), and the right edge in the last bin. Finite values outside the range
+    are ``underflow``/``overflow``; NaN and inf are ``non_finite``. Processed in blocks, so no
+    temporary is as large as ``x`` and each stays in cache; branch-free, so the cost does not
+    depend on how the values fall.
+    """
+    lo, hi = value_range
+    flat = x.reshape(-1)
+    edges = np.linspace(lo, hi, bins + 1)
+    scale = bins / (hi - lo)
+    tally = np.zeros(bins + 2, dtype=np.int64)  # [below lo, bin 0 .. bin bins-1, at or above hi]
+    overflow = non_finite = 0
+    for start in range(0, flat.size, _BLOCK):
+        block = flat[start : start + _BLOCK]
+        position = (block - lo) * scale
+        if not np.isfinite(position.sum()):  # inf/NaN (or an overflowing sum): drop them, counted
+            keep = np.isfinite(block)
+            non_finite += block.size - int(np.count_nonzero(keep))
+            block, position = block[keep], position[keep]
+        index_f = np.floor(position)
+        np.minimum(index_f, bins, out=index_f)
+        np.maximum(index_f, -1, out=index_f)
+        index = index_f.astype(np.intp)
+        # Rounding can put a value within an ulp of an edge on the wrong side: place those few
+        # by the edges themselves, as np.histogram does. (x == lo or hi is exact.)
+        np.subtract(position, np.rint(position), out=position)
+        near = np.abs(position, out=position) < 1e-9
+        suspect = np.flatnonzero(near & (block != lo) & (block != hi))
+        if suspect.size:
+            index[suspect] = np.searchsorted(edges, block[suspect], side="right") - 1
+        index += 1
+        tally += np.bincount(index, minlength=bins + 2)
+        overflow += int(np.count_nonzero(block > hi))
+    counts = tally[1 : bins + 1]
+    counts[-1] += int(tally[bins + 1]) - overflow  # values exactly at hi belong to the last bin
+    return Histogram(
+        edges=tuple(float(f"{edge:.15g}") for edge in edges),  # 0.3, not 0.30000000000000004
+        counts=tuple(counts.tolist()),
+        underflow=int(tally[0]),
+        overflow=overflow,
+        non_finite=non_finite,
+    )
+
+
+@dataclass(frozen=True)
+class DerivativeSummary:
+    mean_square: float
+    below: int  # values below the limit
+    alive: NDArray[np.bool_]  # per unit: phi'(a) != 0 on some sample
+
+
+def summarise_derivative(d: FloatArray, limit: float) -> DerivativeSummary:
+    """E[phi'(a)^2], how many phi'(a) fall below ``limit``, and which units ever pass gradient."""
+    return DerivativeSummary(
+        mean_square=sum_squares(d) / d.size,
+        below=int(np.count_nonzero(d < limit)),
+        alive=np.any(d != 0, axis=0),
+    )
+
+
+def sum_squares(x: FloatArray) -> float:
+    """``sum(x^2)`` over all values (NaN/inf propagate), accumulated in float64."""
+    flat = x.reshape(-1)
+    return float(np.einsum("i,i->", flat, flat, dtype=np.float64))
+
+
+def rms(x: FloatArray) -> float:
+    """Root mean square; NaN for an empty array, inf/NaN propagate."""
+    return float(np.sqrt(sum_squares(x) / x.size)) if x.size else float("nan")
+
+
+def effective_rank(h: FloatArray) -> float:
+    """Entropy effective rank of the column-centred matrix (Roy & Vetterli, EUSIPCO 2007).
+
+    With singular values s_i of ``H - mean_rows(H)`` and ``p_i = s_i / sum_j s_j``,
+    ``erank = exp(-sum_i p_i ln p_i)``; 1 for rank one, min(n, m) for a flat spectrum, and 0
+    for a matrix that is zero after centring. The s_i come from the eigenvalues of the smaller
+    Gram matrix in float64. Singular values below ``s_max * max(n, m) * eps(dtype)`` (NumPy's
+    ``matrix_rank`` tolerance for data of that precision) or below ``s_max * sqrt(k * eps64)``
+    (the Gram route's own floor: an eigenvalue error of ``eps * lambda_max`` is a singular value
+    error of ``sqrt(eps) * s_max``) are rounding noise and dropped.
+    """
+    centred = np.asarray(h, dtype=np.float64)
+    centred = centred - centred.mean(axis=0)
+    gram = centred.T @ centred if centred.shape[1] <= centred.shape[0] else centred @ centred.T
+    eigenvalues = np.linalg.eigvalsh(gram)
+    singular = np.sqrt(np.clip(eigenvalues, 0.0, None))
+    top = singular.max(initial=0.0)
+    if top == 0.0:
+        return 0.0
+    eps64 = float(np.finfo(np.float64).eps)
+    tolerance = top * max(max(h.shape) * float(np.finfo(h.dtype).eps), np.sqrt(len(gram) * eps64))
+    kept = singular[singular > tolerance]
+    p = kept / kept.sum()
+    return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def distinct_units(h: FloatArray, live: NDArray[np.bool_], spread: float, largest: float) -> int:
+    """Number of distinct functions among the live units.
+
+    Two units compute the same function when their outputs agree on every sample to within
+    ``tol = max(sqrt(eps) * spread, 4 * eps * largest)``, with ``spread`` the RMS of the
+    column-centred outputs and ``largest`` a bound on max|h|: identical weights give columns
+    equal up to a few ulps of rounding in the matrix product, while units that differ at all
+    differ on the scale of their own variation. Each column is projected on three fixed random
+    directions ``r ~ N(0, I/n)``: a difference of norm ``sqrt(n) * tol`` projects to about
+    ``tol``, so duplicates lie within ``6 tol`` plus the projection's own rounding,
+    ``16 eps sqrt(n) largest``, of each other in every projection. Sorted by the first
+    projection, duplicates are neighbours; each neighbour pair close in all three is checked
+    on every sample, and a group of k identical units counts once.
+    """
+    units = np.flatnonzero(live)
+    n, count = h.shape[0], units.size
+    if count <= 1:
+        return int(count)
+    eps = float(np.finfo(h.dtype).eps)
+    tol = max(np.sqrt(eps) * spread, 4 * eps * largest)
+    directions = np.random.default_rng(0).standard_normal((3, n)) / np.sqrt(n)
+    projections = (directions.astype(h.dtype) @ h).astype(np.float64)[:, units]
+    order = np.argsort(projections[0], kind="stable")
+    gaps = np.abs(np.diff(projections[:, order], axis=1)).max(axis=0)
+    close = np.flatnonzero(gaps <= 6 * tol + 16 * eps * np.sqrt(n) * largest)
+    if close.size == 0:
+        return int(count)
+    left, right = units[order[close]], units[order[close + 1]]
+    same = np.abs(h[:, left] - h[:, right]).max(axis=0) <= tol
+    return int(count - np.count_nonzero(same))
