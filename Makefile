@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 0.0.0.0
 PORT   ?= 8000
 
-.PHONY: run test lint typecheck pytest openapi bench clean
+.PHONY: run test lint typecheck pytest openapi images bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,12 @@ test: lint typecheck pytest
 openapi: $(VENV)/.installed
 	$(BIN)/python scripts/export_openapi.py
 
+images: $(VENV)/.installed
+	$(BIN)/python scripts/render_examples.py
+
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_render.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

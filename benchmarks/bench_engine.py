@@ -48,7 +48,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from service.analysis import analyze
 from service.config import Settings
 from service.jobs import AnalysisJob
-from service.schemas import AnalyzeRequest, to_job
+from service.schemas import AnalyzeRequest
 
 Array = NDArray[np.float32]
 
@@ -95,7 +95,7 @@ def make_job(shape: Shape, *, effective_rank: bool) -> AnalysisJob:
         "seed": SEED,
         "dtype": "float32",
     }
-    return to_job(AnalyzeRequest.model_validate(body), Settings())
+    return AnalyzeRequest.model_validate(body).job(Settings())
 
 
 @dataclass(frozen=True)

@@ -2,29 +2,58 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request, status
+from fastapi import Depends, FastAPI, Query, Request, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from service import __version__, catalogue
+from service import __version__, catalogue, media
 from service.analysis import analyze
 from service.config import Settings, get_settings
-from service.errors import InvalidRequest
+from service.errors import InvalidRequest, NotAcceptable
+from service.jobs import FigureFormat, FigureOptions
+from service.media import Representation
+from service.render import render_analysis, render_comparison
+from service.results import Comparison, Variant
 from service.runner import Runner
-from service.schemas import ActivationInfo, AnalyzeRequest, AnalyzeResponse, InitializerInfo, to_job
+from service.schemas import (
+    ActivationInfo,
+    AnalyzeRequest,
+    AnalyzeResponse,
+    CompareRequest,
+    CompareResponse,
+    InitializerInfo,
+    to_jobs,
+)
 
 DESCRIPTION = """
 Simulate a dense network's forward and backward pass at initialisation and see, before any
 training, how its activations are distributed per layer, how the gradient decays from the last
 layer to the first, and what to change. Reproduces chapter 6 of *Deep Learning from Scratch*
 (std 1 vs 0.01 vs Xavier vs He) and reports every number it measures.
+
+`POST /analyze` and `POST /compare` answer in JSON by default, or draw the result as PNG or
+SVG: send `Accept: image/png` / `image/svg+xml`, or add `?format=png|svg` (handy here).
 """
+
+VARY = {"Vary": "Accept"}
+_FIGURE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "JSON (default), or the figure when `image/png` or `image/svg+xml` is "
+        "accepted or `?format=png|svg` is given.",
+        "content": {
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/svg+xml": {"schema": {"type": "string"}},
+        },
+    },
+    406: {"description": "None of the accepted media types can be produced."},
+}
 
 
 def _settings(request: Request) -> Settings:
@@ -37,18 +66,66 @@ def _runner(request: Request) -> Runner:
     return runner
 
 
+async def _representation(
+    request: Request,
+    format: Annotated[  # the public name of the query parameter
+        Representation | None,
+        Query(description="Overrides the Accept header: json, png or svg."),
+    ] = None,
+    width: Annotated[int | None, Query(ge=200, le=4000, description="Figure width, px.")] = None,
+    height: Annotated[int | None, Query(ge=200, le=4000, description="Figure height, px.")] = None,
+    dpi: Annotated[int, Query(ge=50, le=300, description="Figure resolution.")] = 100,
+) -> tuple[Representation, FigureOptions]:
+    chosen = media.choose(request.headers.get("accept"), format)
+    figure_format: FigureFormat = "svg" if chosen == "svg" else "png"
+    return chosen, FigureOptions(figure_format, width, height, dpi)
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RunnerDep = Annotated[Runner, Depends(_runner)]
+RepresentationDep = Annotated[tuple[Representation, FigureOptions], Depends(_representation)]
+
+
+def _image(content: bytes, representation: Representation) -> Response:
+    return Response(content, media_type=media.MEDIA_TYPES[representation], headers=VARY)
 
 
 async def analyze_route(
-    body: AnalyzeRequest, settings: SettingsDep, runner: RunnerDep
-) -> AnalyzeResponse:
+    body: AnalyzeRequest,
+    settings: SettingsDep,
+    runner: RunnerDep,
+    wanted: RepresentationDep,
+    response: Response,
+) -> Any:
     """Simulate the network on the requested input and return per-layer statistics, gradient
-    decay and a diagnosis."""
-    job = to_job(body, settings)
-    result = await runner.run(analyze, job)
-    return AnalyzeResponse.from_result(result)
+    decay and a diagnosis — as JSON, or drawn as PNG or SVG."""
+    representation, options = wanted
+    result = await runner.run(analyze, body.job(settings))
+    if representation == "json":
+        response.headers.update(VARY)
+        return AnalyzeResponse.from_result(result)
+    return _image(await runner.run(render_analysis, result, options), representation)
+
+
+async def compare_route(
+    body: CompareRequest,
+    settings: SettingsDep,
+    runner: RunnerDep,
+    wanted: RepresentationDep,
+    response: Response,
+) -> Any:
+    """Analyse 2 to 8 variants of a network on the same input and upstream gradient: every
+    analysis and a comparison table, or one figure with a row per variant."""
+    representation, options = wanted
+    jobs = to_jobs(body, settings)
+    results = await asyncio.gather(*(runner.run(analyze, job) for _, job in jobs))
+    comparison = Comparison(
+        tuple(Variant(name, result) for (name, _), result in zip(jobs, results, strict=True))
+    )
+    if representation == "json":
+        response.headers.update(VARY)
+        return CompareResponse.from_result(comparison)
+    return _image(await runner.run(render_comparison, comparison, options), representation)
 
 
 async def list_activations() -> tuple[ActivationInfo, ...]:
@@ -127,6 +204,10 @@ async def invalid_body(request: Request, exc: Exception) -> JSONResponse:
     return _unprocessable({**e, "loc": _clean_loc(e["loc"])} for e in exc.errors())
 
 
+async def not_acceptable(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status.HTTP_406_NOT_ACCEPTABLE, headers=VARY)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -145,14 +226,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.runner = None
-    app.add_api_route(
-        "/analyze",
-        analyze_route,
-        methods=["POST"],
-        response_model=AnalyzeResponse,
-        summary="Analyse a network's initialisation",
-        tags=["analysis"],
-    )
+    for path, endpoint, model, summary in (
+        ("/analyze", analyze_route, AnalyzeResponse, "Analyse a network's initialisation"),
+        ("/compare", compare_route, CompareResponse, "Compare initialisations side by side"),
+    ):
+        app.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            response_model=model,
+            responses=_FIGURE_RESPONSES,
+            summary=summary,
+            tags=["analysis"],
+        )
     app.add_api_route(
         "/activations",
         list_activations,
@@ -170,5 +256,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_api_route("/livez", livez, methods=["GET"], tags=["probes"])
     app.add_api_route("/readyz", readyz, methods=["GET"], tags=["probes"])
     app.add_exception_handler(InvalidRequest, invalid_request)
+    app.add_exception_handler(NotAcceptable, not_acceptable)
     app.add_exception_handler(RequestValidationError, invalid_body)
     return app

@@ -267,10 +267,12 @@ def recommend(job: AnalysisJob, sim: Simulation, found: list[Finding]) -> Recomm
         return Recommendation(suggestion, reason + ".")
 
     reason = f"Use {suggestion.scheme}: {why}; here {found[0].message}"
-    if "saturation" in codes and "vanishing_gradients" not in codes and to_first is not None:
+    if found[0].code == "saturation" and to_first is not None:
+        # Saturated, yet no gradient finding: say so, or the reader assumes the gradient vanishes.
+        offset = "offset" if to_first <= 1 else "more than offset"
         reason += (
             f" (the gradient is not vanishing: layer 1 receives {to_first:.2g}x the last layer's "
-            "gradient RMS, because the large weights offset the small phi')"
+            f"gradient RMS, because the large weights {offset} the small phi')"
         )
     return Recommendation(suggestion, reason + ".")
 

@@ -32,3 +32,7 @@ class InvalidRequest(InitscopeError):
 
 class BudgetExceeded(InvalidRequest):
     pass
+
+
+class NotAcceptable(InitscopeError):
+    pass

@@ -64,8 +64,11 @@ FloatArray: TypeAlias = NDArray[np.floating[Any]]
 FloatDType: TypeAlias = np.dtype[np.floating[Any]] | type[np.floating[Any]]
 
 _FORBID = ConfigDict(extra="forbid")
-Finite = Annotated[float, Field(allow_inf_nan=False)]
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+# Parameters are bounded to |x| <= 1e6: beyond that no initialisation is meaningful, and the
+# variances derived from them (std^2, gain^2 / fan) stay representable.
+PARAMETER_LIMIT = 1e6
+Finite = Annotated[float, Field(ge=-PARAMETER_LIMIT, le=PARAMETER_LIMIT, allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0, le=PARAMETER_LIMIT, allow_inf_nan=False)]
 
 Nonlinearity: TypeAlias = Literal[
     "linear", "identity", "sigmoid", "tanh", "relu", "leaky_relu", "selu"

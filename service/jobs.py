@@ -14,11 +14,9 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import ConfigDict, Field
 
 from service.activations import Activation
-from service.initializers import BiasInit, WeightInit
+from service.initializers import BiasInit, Finite, Positive, WeightInit
 
 _FORBID = ConfigDict(extra="forbid")
-Finite = Annotated[float, Field(allow_inf_nan=False)]
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
 DType = Literal["float32", "float64"]
 
@@ -158,3 +156,16 @@ class AnalysisJob:
         weights = sum(fan_in * fan_out for fan_in, fan_out in self.fans)
         transient = 6 * self.samples * widest + 2 * widest * widest
         return itemsize * (kept + weights + self.samples * self.input_dim + transient)
+
+
+FigureFormat = Literal["png", "svg"]
+
+
+@dataclass(frozen=True)
+class FigureOptions:
+    """How to draw a result: format, and the canvas in pixels (None: sized to the panels)."""
+
+    format: FigureFormat = "png"
+    width: int | None = None
+    height: int | None = None
+    dpi: int = 100

@@ -129,3 +129,16 @@ def as_float(value: Any) -> float | None:
     """A NumPy scalar as a Python float, ``None`` when it is not finite."""
     number = float(value)
     return number if np.isfinite(number) else None
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    analysis: Analysis
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Several analyses of networks that saw the same input and upstream gradient."""
+
+    variants: tuple[Variant, ...]

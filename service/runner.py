@@ -12,7 +12,6 @@ from threadpoolctl import threadpool_limits
 
 from service.config import Settings
 
-Job = TypeVar("Job")
 Result = TypeVar("Result")
 
 
@@ -21,7 +20,7 @@ def _init_worker(blas_threads: int) -> None:
 
 
 class Runner:
-    """Runs one picklable top-level function on a frozen job in a worker process.
+    """Runs picklable top-level functions on frozen jobs in worker processes.
 
     Workers start with ``forkserver`` (no copy of the server's threads or sockets) and each
     limits its BLAS pool so that ``workers * threads`` does not exceed the usable CPUs.
@@ -37,9 +36,10 @@ class Runner:
             initargs=(self.blas_threads,),
         )
 
-    async def run(self, fn: Callable[[Job], Result], job: Job) -> Result:
+    async def run(self, fn: Callable[..., Result], *args: object) -> Result:
+        """``fn(*args)`` in a worker; ``fn`` is a top-level function, ``args`` frozen data."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, fn, job)
+        return await loop.run_in_executor(self._pool, fn, *args)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -8,6 +8,7 @@ dataclasses of the domain modules, validated here by pydantic; names may stand f
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -34,7 +35,7 @@ from service.jobs import (
     RandomNormalGradient,
     Thresholds,
 )
-from service.results import Analysis
+from service.results import Analysis, Comparison
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=1)]
@@ -140,8 +141,16 @@ class HistogramSpec(Strict):
 
     @model_validator(mode="after")
     def _ordered(self) -> HistogramSpec:
-        if self.range is not None and not self.range[0] < self.range[1]:
+        if self.range is None:
+            return self
+        low, high = self.range
+        if not low < high:
             raise ValueError(f"range must be [low, high] with low < high, got {list(self.range)}")
+        if not (math.isfinite(high - low) and math.isfinite(self.bins / (high - low))):
+            raise ValueError(
+                f"range {list(self.range)} cannot be cut into {self.bins} finite bins: its width "
+                "must be a finite float, and not so small that bins / width overflows"
+            )
         return self
 
 
@@ -153,8 +162,9 @@ class Statistics(Strict):
     )
 
 
-class AnalyzeRequest(Strict):
-    network: Network
+class Shared(Strict):
+    """Everything but the network: the data, the measurement and the seed."""
+
     input: InputSpec = InputSpec()
     histogram: HistogramSpec = HistogramSpec()
     gradient: GradientSource = RandomNormalGradient()
@@ -164,12 +174,88 @@ class AnalyzeRequest(Strict):
     dtype: DType = "float32"
 
 
-def to_job(request: AnalyzeRequest, settings: Settings) -> AnalysisJob:
-    """Expand the request, enforce the configured limits, and freeze it into a job."""
-    net = request.network
+class AnalyzeRequest(Shared):
+    network: Network
+
+    def job(self, settings: Settings) -> AnalysisJob:
+        return to_job(self.network, self, settings)
+
+
+class VariantSpec(Strict):
+    """One network of a comparison: a whole ``network``, or patches over the base network."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    network: Network | None = None
+    activation: ActivationIn | None = None
+    init: WeightInitIn | None = None
+    bias: BiasInitIn | None = None
+
+    @model_validator(mode="after")
+    def _network_or_patches(self) -> VariantSpec:
+        if self.network is not None and self.patches():
+            raise ValueError(
+                "give either a whole network or patches (activation, init, bias), not both"
+            )
+        return self
+
+    def patches(self) -> dict[str, Any]:
+        return {
+            key: getattr(self, key)
+            for key in ("activation", "init", "bias")
+            if getattr(self, key) is not None
+        }
+
+    def apply(self, base: LayeredNetwork | UniformNetwork) -> LayeredNetwork | UniformNetwork:
+        """The base with this variant's patches applied to every layer."""
+        patches = self.patches()
+        if isinstance(base, UniformNetwork):
+            return base.model_copy(update=patches)
+        layers = [layer.model_copy(update=patches) for layer in base.layers]
+        return base.model_copy(update={"layers": layers})
+
+
+class CompareRequest(Shared):
+    base: Network | None = Field(
+        default=None, description="The network that variants without a `network` patch."
+    )
+    variants: Annotated[list[VariantSpec], Field(min_length=2, max_length=8)]
+
+    @model_validator(mode="after")
+    def _complete(self) -> CompareRequest:
+        names = [variant.name for variant in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must be unique, got {names}")
+        if self.base is None:
+            missing = [v.name for v in self.variants if v.network is None]
+            if missing:
+                raise ValueError(f"variants {missing} have no network and there is no base")
+        return self
+
+    def networks(self) -> list[tuple[str, LayeredNetwork | UniformNetwork, tuple[str | int, ...]]]:
+        """(name, network, where the network came from) for every variant."""
+        out: list[tuple[str, LayeredNetwork | UniformNetwork, tuple[str | int, ...]]] = []
+        for i, variant in enumerate(self.variants):
+            if variant.network is not None:
+                out.append((variant.name, variant.network, ("variants", i, "network")))
+            else:
+                assert self.base is not None  # checked by _complete
+                out.append((variant.name, variant.apply(self.base), ("base",)))
+        return out
+
+
+def to_job(
+    net: LayeredNetwork | UniformNetwork,
+    shared: Shared,
+    settings: Settings,
+    where: tuple[str | int, ...] = ("network",),
+) -> AnalysisJob:
+    """Expand one network, enforce the configured limits, and freeze it into a job.
+
+    ``where`` is the network's location in the request body, for the error messages.
+    """
     layers = net.expand()
-    data = request.input.data
-    samples = len(data) if data is not None else request.input.samples
+    data = shared.input.data
+    samples = len(data) if data is not None else shared.input.samples
     errors: list[FieldError] = []
 
     def limit(loc: tuple[str | int, ...], value: int, maximum: int, what: str) -> None:
@@ -184,14 +270,14 @@ def to_job(request: AnalyzeRequest, settings: Settings) -> AnalysisJob:
             )
 
     if isinstance(net, UniformNetwork):
-        limit(("network", "depth"), net.depth, settings.max_layers, "depth")
-        limit(("network", "width"), net.width, settings.max_units, "width")
+        limit((*where, "depth"), net.depth, settings.max_layers, "depth")
+        limit((*where, "width"), net.width, settings.max_units, "width")
     else:
-        limit(("network", "layers"), len(layers), settings.max_layers, "the number of layers")
+        limit((*where, "layers"), len(layers), settings.max_layers, "the number of layers")
         for i, layer in enumerate(layers):
-            limit(("network", "layers", i, "units"), layer.units, settings.max_units, "units")
-    limit(("network", "input_dim"), net.input_dim, settings.max_units, "input_dim")
-    limit(("histogram", "bins"), request.histogram.bins, settings.max_bins, "bins")
+            limit((*where, "layers", i, "units"), layer.units, settings.max_units, "units")
+    limit((*where, "input_dim"), net.input_dim, settings.max_units, "input_dim")
+    limit(("histogram", "bins"), shared.histogram.bins, settings.max_bins, "bins")
     if data is None:
         limit(("input", "samples"), samples, settings.max_samples, "samples")
     else:
@@ -205,7 +291,7 @@ def to_job(request: AnalyzeRequest, settings: Settings) -> AnalysisJob:
         if len(data[0]) != net.input_dim:
             errors.append(
                 FieldError(
-                    ("body", "network", "input_dim"),
+                    ("body", *where, "input_dim"),
                     f"input_dim={net.input_dim} does not match the {len(data[0])} "
                     "columns of input.data",
                     "value_error",
@@ -219,42 +305,59 @@ def to_job(request: AnalyzeRequest, settings: Settings) -> AnalysisJob:
         input_dim=net.input_dim,
         layers=tuple(LayerSpec(x.units, x.activation, x.init, x.bias) for x in layers),
         samples=samples,
-        distribution=request.input.distribution,
+        distribution=shared.input.distribution,
         data=tuple(tuple(row) for row in data) if data is not None else None,
-        bins=request.histogram.bins,
-        histogram_range=request.histogram.range,
-        gradient=request.gradient,
-        thresholds=request.thresholds,
-        seed=request.seed,
-        dtype=request.dtype,
-        effective_rank=request.statistics.effective_rank,
+        bins=shared.histogram.bins,
+        histogram_range=shared.histogram.range,
+        gradient=shared.gradient,
+        thresholds=shared.thresholds,
+        seed=shared.seed,
+        dtype=shared.dtype,
+        effective_rank=shared.statistics.effective_rank,
     )
+    check_budget([job], settings, ("body", *where))
+    return job
+
+
+def check_budget(jobs: list[AnalysisJob], settings: Settings, loc: tuple[str | int, ...]) -> None:
+    """Refuse work whose compute (all jobs together) or memory (the largest job) is too big."""
+    macs = sum(job.macs for job in jobs)
     budget: list[FieldError] = []
-    if job.macs > settings.compute_budget:
+    if macs > settings.compute_budget:
+        samples = jobs[0].samples
         budget.append(
             FieldError(
-                ("body", "network"),
-                f"the request costs {job.macs:.3g} multiply-adds per pass (samples x sum of "
-                f"fan_in*fan_out = {samples} x {job.macs // samples}); the limit is "
+                loc,
+                f"the request costs {macs:.3g} multiply-adds per pass (samples x sum of "
+                f"fan_in*fan_out = {samples} x {macs // samples}); the limit is "
                 f"{settings.compute_budget:.3g}: use fewer samples or smaller layers",
                 "compute_budget",
-                job.macs,
+                macs,
             )
         )
-    if job.peak_bytes() > settings.memory_budget_bytes:
+    peak = max(job.peak_bytes() for job in jobs)
+    if peak > settings.memory_budget_bytes:
         budget.append(
             FieldError(
-                ("body", "network"),
-                f"the request needs about {job.peak_bytes() / 2**20:.0f} MiB of working memory; "
+                loc,
+                f"the request needs about {peak / 2**20:.0f} MiB of working memory; "
                 f"the limit is {settings.memory_budget_bytes / 2**20:.0f} MiB: use fewer samples, "
                 "fewer or smaller layers, or float32",
                 "memory_budget",
-                job.peak_bytes(),
+                peak,
             )
         )
     if budget:
         raise BudgetExceeded(budget)
-    return job
+
+
+def to_jobs(request: CompareRequest, settings: Settings) -> list[tuple[str, AnalysisJob]]:
+    """One job per variant, each within the limits, and all together within the budget."""
+    jobs = [
+        (name, to_job(net, request, settings, where)) for name, net, where in request.networks()
+    ]
+    check_budget([job for _, job in jobs], settings, ("body", "variants"))
+    return jobs
 
 
 # --- responses -------------------------------------------------------------------------------
@@ -388,6 +491,51 @@ class AnalyzeResponse(Out):
         )
 
 
+class ComparisonRow(Out):
+    name: str
+    verdict: str
+    first_to_last: float | None = Field(description="gradient_decay.first_to_last.")
+    last_layer_std: float | None = Field(description="The last layer's activation std.")
+    saturated_fraction: float | None = Field(
+        description="The largest per-layer saturated fraction; null without a saturating tail."
+    )
+    dead_fraction: float = Field(description="Dead units over all units of the network.")
+
+    @classmethod
+    def of(cls, name: str, result: Analysis) -> ComparisonRow:
+        layers = result.simulation.layers
+        saturated = [x.activations.saturated_fraction for x in layers]
+        known = [x for x in saturated if x is not None]
+        return cls(
+            name=name,
+            verdict=result.diagnosis.verdict,
+            first_to_last=result.gradient_decay.first_to_last,
+            last_layer_std=layers[-1].activations.std,
+            saturated_fraction=max(known) if known else None,
+            dead_fraction=sum(x.dead_units for x in layers) / sum(x.units for x in layers),
+        )
+
+
+class VariantOut(Out):
+    name: str
+    analysis: AnalyzeResponse
+
+
+class CompareResponse(Out):
+    variants: list[VariantOut]
+    table: list[ComparisonRow]
+
+    @classmethod
+    def from_result(cls, comparison: Comparison) -> CompareResponse:
+        return cls(
+            variants=[
+                VariantOut(name=v.name, analysis=AnalyzeResponse.from_result(v.analysis))
+                for v in comparison.variants
+            ],
+            table=[ComparisonRow.of(v.name, v.analysis) for v in comparison.variants],
+        )
+
+
 # --- catalogue -------------------------------------------------------------------------------
 
 
@@ -420,6 +568,8 @@ class InitializerInfo(Out):
 
 __all__ = [
     "ACTIVATIONS",
+    "CompareRequest",
+    "CompareResponse",
     "BIAS_INITS",
     "WEIGHT_INITS",
     "ActivationInfo",

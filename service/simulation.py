@@ -14,6 +14,7 @@ where ``g_l = dL/dh_l``. ``output_grad_rms`` is the RMS of the per-sample ``g_l`
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from service.results import (
     as_float,
 )
 from service.statistics import (
+    Summary,
     distinct_units,
     effective_rank,
     histogram,
@@ -83,6 +85,26 @@ def make_upstream(job: AnalysisJob, rng: np.random.Generator) -> FloatArray:
     return rng.standard_normal(shape, dtype=job.dtype)
 
 
+def data_range(out: Summary) -> tuple[float, float]:
+    """The layer's own [min, max]; [0, 1] when no value is finite.
+
+    A range too narrow to bin (flat, or so narrow that 1 / width overflows) is widened like
+    NumPy widens a flat one, by 0.5 each side, or by 1e-6 of the magnitude where 0.5 would
+    vanish in rounding; never past the largest float.
+    """
+    if out.finite == 0:
+        return (0.0, 1.0)
+    low, high = out.min, out.max
+    if low < high and math.isfinite(1.0 / (high - low)):
+        return (low, high)
+    pad = max(0.5, 1e-6 * max(abs(low), abs(high)))
+    wide_low, wide_high = low - pad, high + pad
+    return (
+        wide_low if math.isfinite(wide_low) else low,
+        wide_high if math.isfinite(wide_high) else high,
+    )
+
+
 def layer_statistics(
     job: AnalysisJob,
     index: int,
@@ -98,16 +120,7 @@ def layer_statistics(
     limit = job.thresholds.saturation_derivative * act.max_derivative
     deriv = summarise_derivative(d, limit)
 
-    value_range = job.histogram_range
-    if value_range is None and act.bounded:
-        value_range = act.natural_range
-    if value_range is None:
-        if out.finite == 0:
-            value_range = (0.0, 1.0)
-        elif out.min < out.max:
-            value_range = (out.min, out.max)
-        else:  # a flat layer: widen by 0.5 as NumPy does
-            value_range = (out.min - 0.5, out.max + 0.5)
+    value_range = job.histogram_range or (act.natural_range if act.bounded else data_range(out))
 
     all_finite = out.non_finite == 0
     distinct: int | None = None  # not assessed on overflowed values

@@ -7,6 +7,7 @@ silently.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,12 +83,17 @@ def histogram(x: FloatArray, bins: int, value_range: tuple[float, float]) -> His
     lo, hi = value_range
     flat = x.reshape(-1)
     edges = np.linspace(lo, hi, bins + 1)
-    scale = bins / (hi - lo)
+    # A range wider than the float range (say [-1e308, 1e308]) is binned in halves: x / 2 is
+    # exact, so every value lands where it would with infinite precision.
+    halve = not math.isfinite(hi - lo)
+    origin = lo / 2 if halve else lo
+    scale = bins / (hi / 2 - lo / 2) if halve else bins / (hi - lo)
     tally = np.zeros(bins + 2, dtype=np.int64)  # [below lo, bin 0 .. bin bins-1, at or above hi]
     overflow = non_finite = 0
     for start in range(0, flat.size, _BLOCK):
         block = flat[start : start + _BLOCK]
-        position = (block - lo) * scale
+        position = np.subtract(block / 2 if halve else block, origin, dtype=np.float64)
+        position *= scale  # in float64 whatever the data's dtype, as np.histogram does
         if not np.isfinite(position.sum()):  # inf/NaN (or an overflowing sum): drop them, counted
             keep = np.isfinite(block)
             non_finite += block.size - int(np.count_nonzero(keep))
@@ -109,7 +115,7 @@ def histogram(x: FloatArray, bins: int, value_range: tuple[float, float]) -> His
     counts = tally[1 : bins + 1]
     counts[-1] += int(tally[bins + 1]) - overflow  # values exactly at hi belong to the last bin
     return Histogram(
-        edges=tuple(float(f"{edge:.15g}") for edge in edges),  # 0.3, not 0.30000000000000004
+        edges=tuple(edges.tolist()),  # exactly the edges the values were binned against
         counts=tuple(counts.tolist()),
         underflow=int(tally[0]),
         overflow=overflow,
@@ -144,25 +150,32 @@ def rms(x: FloatArray) -> float:
     return float(np.sqrt(sum_squares(x) / x.size)) if x.size else float("nan")
 
 
-def effective_rank(h: FloatArray) -> float:
+def effective_rank(h: FloatArray) -> float | None:
     """Entropy effective rank of the column-centred matrix (Roy & Vetterli, EUSIPCO 2007).
 
     With singular values s_i of ``H - mean_rows(H)`` and ``p_i = s_i / sum_j s_j``,
     ``erank = exp(-sum_i p_i ln p_i)``; 1 for rank one, min(n, m) for a flat spectrum, and 0
     for a matrix that is zero after centring. The s_i come from the eigenvalues of the smaller
-    Gram matrix in float64. Singular values below ``s_max * max(n, m) * eps(dtype)`` (NumPy's
-    ``matrix_rank`` tolerance for data of that precision) or below ``s_max * sqrt(k * eps64)``
-    (the Gram route's own floor: an eigenvalue error of ``eps * lambda_max`` is a singular value
-    error of ``sqrt(eps) * s_max``) are rounding noise and dropped.
+    Gram matrix in float64, after scaling the matrix to max |entry| = 1 (erank is
+    scale-free, and the Gram matrix then cannot overflow). Singular values below
+    ``s_max * max(n, m) * eps(dtype)`` (NumPy's ``matrix_rank`` tolerance for data of that
+    precision) or below ``s_max * sqrt(k * eps64)`` (the Gram route's own floor: an eigenvalue
+    error of ``eps * lambda_max`` is a singular value error of ``sqrt(eps) * s_max``) are
+    rounding noise and dropped. ``None`` if LAPACK does not converge.
     """
     centred = np.asarray(h, dtype=np.float64)
     centred = centred - centred.mean(axis=0)
-    gram = centred.T @ centred if centred.shape[1] <= centred.shape[0] else centred @ centred.T
-    eigenvalues = np.linalg.eigvalsh(gram)
-    singular = np.sqrt(np.clip(eigenvalues, 0.0, None))
-    top = singular.max(initial=0.0)
-    if top == 0.0:
+    largest = float(np.abs(centred).max(initial=0.0))
+    if largest == 0.0:
         return 0.0
+    centred /= largest
+    gram = centred.T @ centred if centred.shape[1] <= centred.shape[0] else centred @ centred.T
+    try:
+        eigenvalues = np.linalg.eigvalsh(gram)
+    except np.linalg.LinAlgError:
+        return None
+    singular = np.sqrt(np.clip(eigenvalues, 0.0, None))
+    top = float(singular.max(initial=0.0))
     eps64 = float(np.finfo(np.float64).eps)
     tolerance = top * max(max(h.shape) * float(np.finfo(h.dtype).eps), np.sqrt(len(gram) * eps64))
     kept = singular[singular > tolerance]

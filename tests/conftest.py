@@ -21,7 +21,7 @@ def settings() -> Settings:
         max_bins=200,
         max_inline_rows=64,
         max_inline_values=4096,
-        compute_budget=50_000_000,
+        compute_budget=200_000_000,
         memory_budget_bytes=200_000_000,
     )
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from service.config import Settings
 from service.jobs import AnalysisJob
-from service.schemas import AnalyzeRequest, to_job
+from service.schemas import AnalyzeRequest
 
 BOOK_INITS: dict[str, dict[str, Any]] = {
     "std=1": {"scheme": "normal", "std": 1.0},
@@ -17,7 +17,7 @@ BOOK_INITS: dict[str, dict[str, Any]] = {
 
 
 def make_job(body: dict[str, Any], settings: Settings | None = None) -> AnalysisJob:
-    return to_job(AnalyzeRequest.model_validate(body), settings or Settings())
+    return AnalyzeRequest.model_validate(body).job(settings or Settings())
 
 
 def book_job(activation: str, init: str, **extra: Any) -> AnalysisJob:

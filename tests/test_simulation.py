@@ -317,3 +317,16 @@ def test_dead_units_are_units_that_never_pass_gradient() -> None:
     assert result.simulation.layers[0].dead_units == 50
     assert result.simulation.layers[0].activations.zero_fraction == 1.0
     assert "dead_units" in {f.code for f in result.diagnosis.findings}
+
+
+def test_float32_values_are_binned_against_the_reported_float64_edges() -> None:
+    """Binning float32 data in float32 would misplace values near edges. The reported edges are
+    float64, and every value falls in the bin those edges say (NumPy's own float32 edges would
+    differ from the reported ones by rounding)."""
+    rng = np.random.default_rng(2)
+    x = rng.random(200_000, dtype=np.float32)
+    x[:31] = np.linspace(0.0, 1.0, 31).astype(np.float32)  # float32 neighbours of the edges
+    hist = histogram(x, 30, (0.0, 1.0))
+    expected, edges = np.histogram(x.astype(np.float64), bins=30, range=(0.0, 1.0))
+    assert list(hist.counts) == expected.tolist()
+    assert hist.edges == tuple(edges.tolist())
