@@ -10,23 +10,21 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
+from typing import get_args
 
 from service import activations as act
 from service import initializers as init
 from service.jobs import AnalysisJob, Thresholds
-from service.results import Diagnosis, Finding, LayerResult, Recommendation, Simulation
-
-SEVERITY = (
-    "non_finite",
-    "symmetric_units",
-    "exploding_gradients",
-    "vanishing_gradients",
-    "exploding_activations",
-    "vanishing_activations",
-    "dead_units",
-    "saturation",
-    "concentrated_activations",
+from service.results import (
+    Diagnosis,
+    Finding,
+    FindingCode,
+    LayerResult,
+    Recommendation,
+    Simulation,
 )
+
+SEVERITY: tuple[FindingCode, ...] = get_args(FindingCode)
 """Finding codes, most severe first."""
 
 
@@ -44,7 +42,7 @@ def findings(job: AnalysisJob, sim: Simulation) -> list[Finding]:
     by_index = {layer.index: layer for layer in layers}
     found: list[Finding] = []
 
-    def add(code: str, hit: tuple[int, ...], message: str) -> None:
+    def add(code: FindingCode, hit: tuple[int, ...], message: str) -> None:
         if hit:
             found.append(Finding(code, hit, message))
 

@@ -345,8 +345,32 @@ class Uniform(_WeightInitBase):
         return (self.high - self.low) ** 2 / 12.0
 
 
+class _Filled(_WeightInitBase):
+    """Every entry the same value ``fill``: deterministic, so the variance is 0."""
+
+    @property
+    def fill(self) -> float:
+        raise NotImplementedError
+
+    def sample(
+        self,
+        rng: np.random.Generator,
+        fan_in: int,
+        fan_out: int,
+        dtype: FloatDType = np.float64,
+    ) -> FloatArray:
+        _check_fans(fan_in, fan_out)
+        return np.full((fan_in, fan_out), self.fill, dtype=_float_dtype(dtype))
+
+    def entry_mean(self, fan_in: int, fan_out: int) -> float:
+        return self.fill
+
+    def variance(self, fan_in: int, fan_out: int) -> float:
+        return 0.0
+
+
 @dataclass(frozen=True, kw_only=True)
-class Constant(_WeightInitBase):
+class Constant(_Filled):
     """W_ij = value for every entry (``torch.nn.init.constant_``, Keras ``Constant``).
 
     Every unit of the layer computes the same thing: W has rank 1 (rank 0 for value 0).
@@ -358,25 +382,13 @@ class Constant(_WeightInitBase):
     scheme: Literal["constant"] = "constant"
     value: Finite
 
-    def sample(
-        self,
-        rng: np.random.Generator,
-        fan_in: int,
-        fan_out: int,
-        dtype: FloatDType = np.float64,
-    ) -> FloatArray:
-        _check_fans(fan_in, fan_out)
-        return np.full((fan_in, fan_out), self.value, dtype=_float_dtype(dtype))
-
-    def entry_mean(self, fan_in: int, fan_out: int) -> float:
+    @property
+    def fill(self) -> float:
         return self.value
-
-    def variance(self, fan_in: int, fan_out: int) -> float:
-        return 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
-class Zeros(_WeightInitBase):
+class Zeros(_Filled):
     """W_ij = 0 (``torch.nn.init.zeros_``, Keras ``Zeros``): no signal passes at all."""
 
     __pydantic_config__: ClassVar[ConfigDict] = _FORBID
@@ -384,25 +396,13 @@ class Zeros(_WeightInitBase):
     iid_gaussian: ClassVar[bool] = False
     scheme: Literal["zeros"] = "zeros"
 
-    def sample(
-        self,
-        rng: np.random.Generator,
-        fan_in: int,
-        fan_out: int,
-        dtype: FloatDType = np.float64,
-    ) -> FloatArray:
-        _check_fans(fan_in, fan_out)
-        return np.zeros((fan_in, fan_out), dtype=_float_dtype(dtype))
-
-    def entry_mean(self, fan_in: int, fan_out: int) -> float:
-        return 0.0
-
-    def variance(self, fan_in: int, fan_out: int) -> float:
+    @property
+    def fill(self) -> float:
         return 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
-class Ones(_WeightInitBase):
+class Ones(_Filled):
     """W_ij = 1 (``torch.nn.init.ones_``, Keras ``Ones``): rank-1, identical units."""
 
     __pydantic_config__: ClassVar[ConfigDict] = _FORBID
@@ -410,21 +410,9 @@ class Ones(_WeightInitBase):
     iid_gaussian: ClassVar[bool] = False
     scheme: Literal["ones"] = "ones"
 
-    def sample(
-        self,
-        rng: np.random.Generator,
-        fan_in: int,
-        fan_out: int,
-        dtype: FloatDType = np.float64,
-    ) -> FloatArray:
-        _check_fans(fan_in, fan_out)
-        return np.ones((fan_in, fan_out), dtype=_float_dtype(dtype))
-
-    def entry_mean(self, fan_in: int, fan_out: int) -> float:
+    @property
+    def fill(self) -> float:
         return 1.0
-
-    def variance(self, fan_in: int, fan_out: int) -> float:
-        return 0.0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -88,9 +88,23 @@ class GradientDecay:
     per_layer_factor: float | None
 
 
+FindingCode = Literal[
+    "non_finite",
+    "symmetric_units",
+    "exploding_gradients",
+    "vanishing_gradients",
+    "exploding_activations",
+    "vanishing_activations",
+    "dead_units",
+    "saturation",
+    "concentrated_activations",
+]
+"""Every finding, most severe first."""
+
+
 @dataclass(frozen=True)
 class Finding:
-    code: str
+    code: FindingCode
     layers: tuple[int, ...]
     message: str
 

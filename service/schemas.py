@@ -35,7 +35,7 @@ from service.jobs import (
     RandomNormalGradient,
     Thresholds,
 )
-from service.results import Analysis, Comparison
+from service.results import Analysis, Comparison, FindingCode
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=1)]
@@ -439,17 +439,7 @@ class GradientDecayOut(Out):
 
 
 class FindingOut(Out):
-    code: Literal[
-        "non_finite",
-        "symmetric_units",
-        "exploding_gradients",
-        "vanishing_gradients",
-        "exploding_activations",
-        "vanishing_activations",
-        "dead_units",
-        "saturation",
-        "concentrated_activations",
-    ]
+    code: FindingCode
     layers: list[int]
     message: str
 
