@@ -32,6 +32,16 @@ def _layers(layers: Iterable[LayerResult], test: Callable[[LayerResult], bool]) 
     return tuple(layer.index for layer in layers if test(layer))
 
 
+def _outside(
+    values: dict[int, float | None], low: float, high: float
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The layers whose value is below ``low``, and those above ``high`` (None: no value)."""
+    known = {i: v for i, v in values.items() if v is not None}
+    below = tuple(i for i, v in known.items() if v < low)
+    above = tuple(i for i, v in known.items() if v > high)
+    return below, above
+
+
 def _ratio(value: float | None, reference: float) -> float | None:
     return None if value is None or reference <= 0 else value / reference
 
@@ -77,56 +87,38 @@ def findings(job: AnalysisJob, sim: Simulation) -> list[Finding]:
             "and gradient descent cannot break the symmetry",
         )
 
-    def relative(x: LayerResult) -> float | None:
-        return x.gradients.relative_to_last
-
-    hit = _layers(
-        layers, lambda x: (r := relative(x)) is not None and r > t.exploding_gradient_ratio
-    )
-    if hit:
-        r = relative(by_index[hit[0]])
+    gradient = {x.index: x.gradients.relative_to_last for x in layers}
+    below, above = _outside(gradient, t.vanishing_gradient_ratio, t.exploding_gradient_ratio)
+    if above:  # the worst is the first layer, furthest from the last
         add(
             "exploding_gradients",
-            hit,
-            f"the output-gradient RMS at layer {hit[0]} is {r:.3g}x the last layer's "
-            f"(threshold {t.exploding_gradient_ratio:g}x)",
+            above,
+            f"the output-gradient RMS at layer {above[0]} is {gradient[above[0]]:.3g}x the last "
+            f"layer's (threshold {t.exploding_gradient_ratio:g}x)",
         )
-    hit = _layers(
-        layers, lambda x: (r := relative(x)) is not None and r < t.vanishing_gradient_ratio
-    )
-    if hit:
-        r = relative(by_index[hit[0]])
+    if below:
         add(
             "vanishing_gradients",
-            hit,
-            f"the output-gradient RMS at layer {hit[0]} is {r:.3g} of the last layer's "
-            f"(threshold {t.vanishing_gradient_ratio:g})",
+            below,
+            f"the output-gradient RMS at layer {below[0]} is {gradient[below[0]]:.3g} of the "
+            f"last layer's (threshold {t.vanishing_gradient_ratio:g})",
         )
 
-    def growth(x: LayerResult) -> float | None:
-        return _ratio(x.activations.rms, sim.input_rms)
-
-    hit = _layers(
-        layers, lambda x: (g := growth(x)) is not None and g > t.exploding_activation_ratio
-    )
-    if hit:
-        x = by_index[hit[-1]]
+    growth = {x.index: _ratio(x.activations.rms, sim.input_rms) for x in layers}
+    below, above = _outside(growth, t.vanishing_activation_ratio, t.exploding_activation_ratio)
+    if above:  # the worst is the deepest layer
         add(
             "exploding_activations",
-            hit,
-            f"the activation RMS grows to {growth(x):.3g}x the input's by layer {x.index} "
-            f"(threshold {t.exploding_activation_ratio:g}x)",
+            above,
+            f"the activation RMS grows to {growth[above[-1]]:.3g}x the input's by layer "
+            f"{above[-1]} (threshold {t.exploding_activation_ratio:g}x)",
         )
-    hit = _layers(
-        layers, lambda x: (g := growth(x)) is not None and g < t.vanishing_activation_ratio
-    )
-    if hit:
-        x = by_index[hit[-1]]
+    if below:
         add(
             "vanishing_activations",
-            hit,
-            f"the activation RMS shrinks to {growth(x):.3g} of the input's by layer {x.index} "
-            f"(threshold {t.vanishing_activation_ratio:g})",
+            below,
+            f"the activation RMS shrinks to {growth[below[-1]]:.3g} of the input's by layer "
+            f"{below[-1]} (threshold {t.vanishing_activation_ratio:g})",
         )
 
     hit = _layers(layers, lambda x: x.dead_units / x.units > t.dead_unit_fraction)
