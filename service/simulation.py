@@ -36,6 +36,7 @@ from service.statistics import (
     effective_rank,
     histogram,
     rms,
+    sum_squares,
     summarise,
     summarise_derivative,
 )
@@ -194,7 +195,7 @@ def simulate(job: AnalysisJob) -> Simulation:
         for h_prev, w, d in reversed(kept):
             grad_rms.append(rms(g))
             g *= d  # delta_l, in place: g is ours
-            weight_norms.append(float(np.linalg.norm(h_prev.T @ g)) / n)
+            weight_norms.append(math.sqrt(sum_squares(h_prev.T @ g)) / n)  # no float32 overflow
             g = g @ w.T
         input_grad_rms = rms(g)
     grad_rms.reverse()
