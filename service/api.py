@@ -19,7 +19,7 @@ from service.config import Settings, get_settings
 from service.errors import InvalidRequest, NotAcceptable
 from service.jobs import FigureFormat, FigureOptions
 from service.media import Representation
-from service.render import render_analysis, render_comparison
+from service.render import render_analysis, render_comparison, render_sweep
 from service.results import Comparison, Variant
 from service.runner import Runner
 from service.schemas import (
@@ -29,8 +29,11 @@ from service.schemas import (
     CompareRequest,
     CompareResponse,
     InitializerInfo,
+    SweepRequest,
+    SweepResponse,
     to_jobs,
 )
+from service.sweep import run_sweep
 
 DESCRIPTION = """
 Simulate a dense network's forward and backward pass at initialisation and see, before any
@@ -126,6 +129,24 @@ async def compare_route(
         response.headers.update(VARY)
         return CompareResponse.from_result(comparison)
     return _image(await runner.run(render_comparison, comparison, options), representation)
+
+
+async def sweep_route(
+    body: SweepRequest,
+    settings: SettingsDep,
+    runner: RunnerDep,
+    wanted: RepresentationDep,
+    response: Response,
+) -> Any:
+    """A grid over two of sigma_w^2 (or the weight std), sigma_b^2, depth and width for one
+    activation: a metric per cell from simulation, mean-field theory or both, and the
+    theoretical edge of chaos — as JSON or a heatmap."""
+    representation, options = wanted
+    result = await runner.run(run_sweep, body.job(settings))
+    if representation == "json":
+        response.headers.update(VARY)
+        return SweepResponse.from_result(result)
+    return _image(await runner.run(render_sweep, result, options), representation)
 
 
 async def list_activations() -> tuple[ActivationInfo, ...]:
@@ -229,6 +250,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for path, endpoint, model, summary in (
         ("/analyze", analyze_route, AnalyzeResponse, "Analyse a network's initialisation"),
         ("/compare", compare_route, CompareResponse, "Compare initialisations side by side"),
+        ("/sweep", sweep_route, SweepResponse, "Phase diagram over two hyperparameters"),
     ):
         app.add_api_route(
             path,

@@ -8,18 +8,21 @@ saturated, yet its backpropagated gradient hardly decays, and the reason says bo
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import get_args
 
 from service import activations as act
 from service import initializers as init
+from service import theory
 from service.jobs import AnalysisJob, Thresholds
 from service.results import (
     Diagnosis,
     Finding,
     FindingCode,
     LayerResult,
+    NetworkTheory,
     Recommendation,
     Simulation,
 )
@@ -220,6 +223,23 @@ def _per_layer(first: float | None, last: float | None, steps: int) -> float | N
     return float((last / first) ** (1 / steps))
 
 
+def _edge_of_chaos(activation: act.ActivationFn, sigma_b2: float) -> str:
+    """The sigma_w^2 that puts chi_1(q*) at 1 for this activation and bias, or how near one
+    gets (Poole et al. 2016; Schoenholz et al. 2017)."""
+    critical = theory.critical_sigma_w2(activation, sigma_b2)
+    if critical is not None:
+        return (
+            f"Mean-field theory: with sigma_b^2 = {sigma_b2:.3g}, chi_1 = 1 (the edge of chaos) "
+            f"at sigma_w^2 = {critical:.4g}, i.e. std = sqrt({critical:.4g} / fan_in)."
+        )
+    nearest, chi = theory.nearest_to_critical(activation, sigma_b2)
+    return (
+        f"Mean-field theory: with sigma_b^2 = {sigma_b2:.3g}, no sigma_w^2 in [0.1, 100] puts "
+        f"{activation.name} at chi_1 = 1; the nearest is sigma_w^2 = {nearest:.4g} with "
+        f"chi_1 = {chi:.3g}."
+    )
+
+
 def recommend(job: AnalysisJob, sim: Simulation, found: list[Finding]) -> Recommendation:
     """The init suited to the network's most common activation, with the measured evidence.
 
@@ -267,7 +287,17 @@ def recommend(job: AnalysisJob, sim: Simulation, found: list[Finding]) -> Recomm
     return Recommendation(suggestion, reason + ".")
 
 
-def diagnose(job: AnalysisJob, sim: Simulation) -> Diagnosis:
+def diagnose(
+    job: AnalysisJob, sim: Simulation, network_theory: NetworkTheory | None = None
+) -> Diagnosis:
     found = findings(job, sim)
     verdict = found[0].code if found else "healthy"
-    return Diagnosis(verdict, tuple(found), recommend(job, sim, found))
+    recommendation = recommend(job, sim, found)
+    if network_theory is not None and network_theory.applicable:
+        activation = Counter(spec.activation for spec in job.layers).most_common(1)[0][0]
+        sigma_b2 = Counter(x.sigma_b2 for x in sim.layers).most_common(1)[0][0]
+        recommendation = dataclasses.replace(
+            recommendation,
+            reason=f"{recommendation.reason} {_edge_of_chaos(activation, sigma_b2)}",
+        )
+    return Diagnosis(verdict, tuple(found), recommendation)

@@ -43,6 +43,7 @@ __all__ = [
     "Identity",
     "LecunNormal",
     "LecunUniform",
+    "Lsuv",
     "Nonlinearity",
     "Normal",
     "Ones",
@@ -805,6 +806,67 @@ class Orthogonal(_WeightInitBase):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Lsuv(_WeightInitBase):
+    """Layer-sequential unit-variance init (Mishkin & Matas 2015, arXiv:1511.06422).
+
+    1. Pre-init W with ``orthogonal(gain=1)``; this is what ``sample`` draws.
+    2. Forward the data to the layer and measure v = Var(phi(h_prev @ W + b)) over all
+       samples and units.
+    3. While |v - 1| >= ``tol`` and fewer than ``max_iterations`` rescalings were made:
+       W <- W / sqrt(v), and measure v again.
+
+    Layers are processed in order, each on the previous layers' final output. Steps 2-3 need
+    the data, so they run in the simulation, on the request's own input; ``tol`` 0.1 and 10
+    iterations are the Keras port's defaults, and like that port (a Dense layer with its
+    activation) the variance is the one of the layer's output after phi. ``variance`` is the
+    orthogonal pre-init's, min(fan_in, fan_out) / (fan_in * fan_out): the final variance of
+    W is data-dependent and is reported per layer (sigma_w^2 measured from the rescaled W).
+    Not i.i.d.: the mean-field theory does not apply.
+
+    Bounded activations: Var(tanh(a)) < 1, so tanh reaches |v - 1| < tol only by saturating
+    (at tol 0.1 about 15 rescalings, leaving most values in the flat tails); Var(sigmoid(a))
+    <= 1/4 never reaches it. Such layers are reported as not converged, never hidden.
+    ``target="preactivation"`` measures v = Var(h_prev @ W + b) instead: the paper's Caffe
+    setting, where the nonlinearity is a layer of its own, and the one that suits tanh and
+    sigmoid.
+    """
+
+    __pydantic_config__: ClassVar[ConfigDict] = _FORBID
+    formula: ClassVar[str] = (
+        "orthogonal(gain=1), then W /= sqrt(Var(layer output)) until |Var - 1| < tol"
+    )
+    iid_gaussian: ClassVar[bool] = False
+    scheme: Literal["lsuv"] = "lsuv"
+    tol: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 0.1
+    max_iterations: Annotated[int, Field(ge=1, le=100)] = 10
+    target: Literal["output", "preactivation"] = "output"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 < self.tol < 1.0:
+            raise ValueError(f"tol ({self.tol}) must be in (0, 1)")
+        if not 1 <= self.max_iterations <= 100:
+            raise ValueError(f"max_iterations ({self.max_iterations}) must be in [1, 100]")
+
+    def sample(
+        self,
+        rng: np.random.Generator,
+        fan_in: int,
+        fan_out: int,
+        dtype: FloatDType = np.float64,
+    ) -> FloatArray:
+        """The orthogonal pre-init (gain 1), before any data-driven rescaling."""
+        return Orthogonal().sample(rng, fan_in, fan_out, dtype)
+
+    def entry_mean(self, fan_in: int, fan_out: int) -> float:
+        return 0.0
+
+    def variance(self, fan_in: int, fan_out: int) -> float:
+        """The pre-init's; the rescaled W's variance depends on the data."""
+        return Orthogonal().variance(fan_in, fan_out)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Identity(_WeightInitBase):
     """PyTorch ``eye_`` / Keras ``Identity(gain)``: W = gain * I, the (fan_in, fan_out)
     identity padded with zeros when non-square. Deterministic: ``rng`` is not used.
@@ -987,7 +1049,8 @@ WeightInit = Annotated[
     | VarianceScaling
     | Orthogonal
     | Identity
-    | Sparse,
+    | Sparse
+    | Lsuv,
     Field(discriminator="scheme"),
 ]
 BiasInit = Annotated[BiasZeros | BiasConstant | BiasNormal, Field(discriminator="scheme")]
@@ -1009,5 +1072,6 @@ WEIGHT_INITS: tuple[type[Any], ...] = (
     Orthogonal,
     Identity,
     Sparse,
+    Lsuv,
 )
 BIAS_INITS: tuple[type[Any], ...] = (BiasZeros, BiasConstant, BiasNormal)

@@ -14,7 +14,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import ConfigDict, Field
 
 from service.activations import Activation
-from service.initializers import BiasInit, Finite, Positive, WeightInit
+from service.initializers import BiasInit, Finite, Lsuv, Positive, WeightInit
 
 _FORBID = ConfigDict(extra="forbid")
 Fraction = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
@@ -128,6 +128,8 @@ class AnalysisJob:
     seed: int
     dtype: DType
     effective_rank: bool = True
+    theory: bool = True
+    jacobian_samples: int = 0  # input-output Jacobian spectrum of the first k samples; 0: off
 
     @property
     def fans(self) -> list[tuple[int, int]]:
@@ -140,22 +142,60 @@ class AnalysisJob:
         return self.samples * sum(fan_in * fan_out for fan_in, fan_out in self.fans)
 
     @property
+    def jacobian_count(self) -> int:
+        """Samples whose Jacobian is computed: the first k, at most all of them."""
+        return min(self.jacobian_samples, self.samples)
+
+    @property
+    def jacobian_macs(self) -> int:
+        """Multiply-adds of the Jacobian spectrum (an upper estimate).
+
+        The running product M_l = M_{l-1} W_l D_l, (k, N_0, N_{l-1}) @ (N_{l-1}, N_l):
+        k * sum_l N_0 N_{l-1} N_l; then k SVDs of (N_0, N_L) matrices,
+        ~ k * N_0 * N_L * min(N_0, N_L).
+        """
+        k, n0 = self.jacobian_count, self.input_dim
+        if k == 0:
+            return 0
+        n_last = self.layers[-1].units
+        product = k * sum(n0 * fan_in * fan_out for fan_in, fan_out in self.fans)
+        return product + k * n0 * n_last * min(n0, n_last)
+
+    @property
+    def lsuv_macs(self) -> int:
+        """Multiply-adds of LSUV's extra forward passes: up to max_iterations per LSUV layer."""
+        return sum(
+            spec.init.max_iterations * self.samples * fan_in * fan_out
+            for spec, (fan_in, fan_out) in zip(self.layers, self.fans, strict=True)
+            if isinstance(spec.init, Lsuv)
+        )
+
+    @property
+    def cost(self) -> int:
+        """Multiply-adds the compute budget counts: the forward pass, plus LSUV's rescaling
+        passes and the Jacobian spectrum when asked for."""
+        return self.macs + self.lsuv_macs + self.jacobian_macs
+
+    @property
     def flops(self) -> int:
-        """Forward plus the two backward products per layer, 2 flops per multiply-add."""
-        return 6 * self.macs
+        """Forward plus the two backward products per layer, plus LSUV's passes (at most)
+        and the Jacobian spectrum; 2 flops per multiply-add."""
+        return 6 * self.macs + 2 * (self.lsuv_macs + self.jacobian_macs)
 
     def peak_bytes(self) -> int:
         """Upper estimate of the simulation's working memory.
 
         Per layer the forward keeps h and phi'(a) (samples x units each) for the backward
         pass, plus the weights; transient buffers of a few samples x units arrays on top.
+        The Jacobian spectrum holds two (k, N_0, N_l) products at a time.
         """
         itemsize = 4 if self.dtype == "float32" else 8
         widest = max(self.input_dim, *(layer.units for layer in self.layers))
         kept = sum(2 * self.samples * layer.units for layer in self.layers)
         weights = sum(fan_in * fan_out for fan_in, fan_out in self.fans)
         transient = 6 * self.samples * widest + 2 * widest * widest
-        return itemsize * (kept + weights + self.samples * self.input_dim + transient)
+        jacobian = 2 * self.jacobian_count * self.input_dim * widest
+        return itemsize * (kept + weights + self.samples * self.input_dim + transient + jacobian)
 
 
 FigureFormat = Literal["png", "svg"]

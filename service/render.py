@@ -6,9 +6,15 @@ the same bytes: no dates or software versions in the metadata, a fixed SVG hash 
 named explicitly (DejaVu Sans ships with matplotlib).
 
 No layout engine runs: text sizes are measured with the font (``text_to_path``, no drawing)
-and the subplot parameters are computed from them, in points, so nothing overlaps at any
-figure size the panels fit in. Ticks are few and fixed (a tick is the costliest artist), and
-every axis limit is set explicitly, so drawing needs no autoscaling pass.
+and the panel boxes are computed from them, in points, so nothing overlaps at any figure size
+the panels fit in.
+
+Speed: a figure has no ``Axes``. Building an Axes and its tick machinery costs more than
+drawing everything else, so each panel is a :class:`Panel` -- one artist on the figure that
+maps its data limits onto its box with a plain transform and draws the frame and the tick
+marks as one path, the tick labels as texts placed by us. On the Agg canvas, text is filled
+as the glyphs' outlines (cached per string and font, one path per line) instead of rendered
+glyph by glyph, and text is measured once per process.
 """
 
 from __future__ import annotations
@@ -20,20 +26,35 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import matplotlib as mpl
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.artist import Artist
+from matplotlib.backend_bases import GraphicsContextBase, RendererBase
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
+from matplotlib.colors import LogNorm, Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
-from matplotlib.gridspec import GridSpec
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, PathPatch, StepPatch
+from matplotlib.path import Path
+from matplotlib.scale import LogTransform
+from matplotlib.text import Text
 from matplotlib.textpath import text_to_path
-from matplotlib.ticker import NullLocator
+from matplotlib.transforms import (
+    Affine2D,
+    Bbox,
+    BboxTransform,
+    IdentityTransform,
+    Transform,
+    TransformedBbox,
+    blended_transform_factory,
+)
 
 from service.jobs import FigureOptions
 from service.results import Analysis, Comparison, Histogram, LayerResult
+from service.sweep import SweepJob, SweepResult
 
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType  # not in every matplotlib >= 3.9 at runtime
@@ -60,8 +81,9 @@ NOTE_PT = 6.0
 ROW_LABEL_PT = 8.5
 LINE_SPACING = 1.25  # line height / font size, for every multi-line text we place
 
-# Axis furniture (pt).
-TICK_LENGTH = 2.5
+# Panel furniture (pt).
+FRAME_WIDTH = 0.6  # the frame and the tick marks
+TICK_LENGTH = 2.5  # tick marks point out of the panel
 TICK_PAD = 2.0
 LABEL_PAD = 2.0
 TITLE_PAD = 4.0
@@ -72,33 +94,16 @@ HIST_COLOR = "#0072b2"
 GRADIENT_COLOR = "#d55e00"
 GAIN_COLOR = "#009e73"
 NOTE_COLOR = "#8a1c1c"
+LINE_WIDTH = 1.2
+MARKER_SIZE = 3.5
 
 _RC: dict[RcKeyType, Any] = {
     "font.family": [FONT],
     "font.size": LABEL_PT,
-    "axes.titlesize": PANEL_TITLE_PT,
-    "axes.titlepad": TITLE_PAD,
-    "axes.labelsize": LABEL_PT,
-    "axes.labelpad": LABEL_PAD,
-    "axes.linewidth": 0.6,
-    "axes.unicode_minus": True,
-    "xtick.labelsize": TICK_PT,
-    "ytick.labelsize": TICK_PT,
-    "xtick.major.size": TICK_LENGTH,
-    "ytick.major.size": TICK_LENGTH,
-    "xtick.major.pad": TICK_PAD,
-    "ytick.major.pad": TICK_PAD,
-    "xtick.major.width": 0.6,
-    "ytick.major.width": 0.6,
-    "xtick.minor.visible": False,
-    "ytick.minor.visible": False,
-    "lines.linewidth": 1.2,
-    "lines.markersize": 3.5,
     "svg.hashsalt": "initscope",
     "svg.fonttype": "path",
     "path.simplify": True,
-    # Unhinted glyphs: Agg draws text a glyph at a time and hinting each one costs a quarter
-    # of the whole rendering; the shapes are the outlines' own.
+    # Unhinted glyphs: the shapes are the outlines' own, in the measurements as in the drawing.
     "text.hinting": "none",
 }
 
@@ -110,9 +115,96 @@ def _style() -> Iterator[None]:
         yield
 
 
+# --- the canvas ----------------------------------------------------------------------------
+
+_CACHE_SIZE = 4096
+
+
+def _font_rc() -> tuple[Any, ...]:
+    """The rc parameters a font's glyphs and advances depend on (part of the caches' keys)."""
+    rc = mpl.rcParams
+    return rc["text.hinting"], rc["text.hinting_factor"], rc["text.kerning_factor"]
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _outline(text: str, prop: FontProperties, rc: tuple[Any, ...]) -> Path | None:
+    """The glyph outlines of one line of ``text``, laid out as matplotlib lays it out, in
+    units of ``text_to_path.FONT_SCALE`` points per em, baseline at y = 0 (None: no ink);
+    ``rc`` (:func:`_font_rc`) is the rc parameters they are made under."""
+    vertices, codes = text_to_path.get_text_path(prop, text)
+    if not len(codes):
+        return None
+    return Path(np.asarray(vertices, dtype=np.float64).reshape(-1, 2), codes)
+
+
+_Metrics = tuple[float, float, float]
+# A cache, cleared when full: (text, font, dpi, _font_rc()) -> Agg's measurements.
+_metrics: dict[tuple[str, FontProperties, float, tuple[Any, ...]], _Metrics] = {}
+
+
+class _Renderer(RendererAgg):
+    """Agg, filling a line of plain text as one path of its glyphs' outlines.
+
+    matplotlib >= 3.11 renders text glyph by glyph (laying the line out again, loading and
+    rasterising each glyph, blending its bitmap): that was a quarter of a figure's time.
+    The outlines come from the same unhinted font, laid out by the same shaper, and are
+    filled by the same antialiased rasteriser as every other path, so the text looks the
+    same; they are cached per string and font, and so are the text's measurements.
+    """
+
+    def draw_text(
+        self,
+        gc: GraphicsContextBase,
+        x: float,
+        y: float,
+        s: str,
+        prop: FontProperties,
+        angle: float,
+        ismath: bool | Literal["TeX"] = False,
+        mtext: Text | None = None,
+    ) -> None:
+        features = getattr(mtext, "get_fontfeatures", lambda: None)()
+        language = getattr(mtext, "get_language", lambda: None)()
+        if ismath or features or language:
+            super().draw_text(gc, x, y, s, prop, angle, ismath, mtext)  # type: ignore[no-untyped-call]
+            return
+        path = _outline(s, prop.copy(), _font_rc())
+        if path is None:
+            return
+        scale = prop.get_size_in_points() / text_to_path.FONT_SCALE * self.dpi / 72
+        # Text.draw gives the baseline's start with y downwards; paths have y upwards.
+        place = Affine2D().scale(scale).rotate_deg(angle).translate(x, self.height - y)
+        gc.set_linewidth(0)
+        gc.set_snap(False)  # glyphs of straight strokes ("1", a minus) keep their place
+        self.draw_path(gc, path, place, gc.get_rgb())  # type: ignore[no-untyped-call]
+
+    def get_text_width_height_descent(
+        self, s: str, prop: FontProperties, ismath: bool | Literal["TeX"]
+    ) -> _Metrics:
+        if ismath:
+            found: _Metrics = super().get_text_width_height_descent(s, prop, ismath)  # type: ignore[no-untyped-call]
+            return found
+        key = (s, prop.copy(), float(self.dpi), _font_rc())
+        cached = _metrics.get(key)
+        if cached is None:
+            if len(_metrics) >= _CACHE_SIZE:
+                _metrics.clear()
+            cached = _metrics[key] = super().get_text_width_height_descent(s, prop, ismath)  # type: ignore[no-untyped-call]
+        return cached
+
+
 class _Canvas(FigureCanvasAgg):
-    """The Agg canvas, drawing and saving under this module's rc parameters whoever asks: the
-    layout's text measurements assume them (unhinted glyphs)."""
+    """The Agg canvas with :class:`_Renderer`, drawing and saving under this module's rc
+    parameters whoever asks: the layout's text measurements assume them (unhinted glyphs)."""
+
+    def get_renderer(self) -> RendererAgg:
+        width, height = self.get_width_height(physical=True)
+        key = (width, height, self.figure.dpi)
+        if self._lastKey != key:
+            self.renderer = _Renderer(width, height, self.figure.dpi)  # type: ignore[no-untyped-call]
+            self._lastKey = key
+        renderer: RendererAgg = self.renderer
+        return renderer
 
     def draw(self) -> None:
         with _style():
@@ -126,7 +218,9 @@ class _Canvas(FigureCanvasAgg):
 # --- text measurement and formatting -------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=64)
 def _font(size: float, weight: str = "normal") -> FontProperties:
+    """Shared: a Text copies the properties it is given, and nothing else changes them."""
     return FontProperties(family=FONT, size=size, weight=weight)
 
 
@@ -136,12 +230,19 @@ def _width(text: str, size: float, weight: str = "normal") -> float:
     return max(sum(_advance(char, size, weight) for char in line) for line in text.split("\n"))
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=_CACHE_SIZE)
 def _advance(char: str, size: float, weight: str) -> float:
     """One character's advance in points. Memoised: loading a glyph is what measuring costs
     (~10 us a character), and the figures use few distinct characters."""
     prop = _font(size, weight)
     return float(text_to_path.get_text_width_height_descent(char, prop, ismath=False)[0])
+
+
+@functools.lru_cache(maxsize=64)
+def _line_box(size: float) -> float:
+    """Height in points of the box matplotlib gives a single line of plain text (that of
+    "lp": ascender to descender)."""
+    return float(text_to_path.get_text_width_height_descent("lp", _font(size), ismath=False)[1])
 
 
 def _height(lines: int, size: float) -> float:
@@ -169,6 +270,7 @@ def _fit(text: str, width_pt: float, size: float, weight: str = "normal") -> str
     return text.rstrip() + "…"
 
 
+@functools.lru_cache(maxsize=_CACHE_SIZE)
 def _number(value: float) -> str:
     """Compact tick label: 3 significant digits, exponent without padding, a real minus."""
     if value == 0:
@@ -193,6 +295,43 @@ _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 def _decade(exponent: int) -> str:
     return "1" if exponent == 0 else f"10{str(exponent).translate(_SUPERSCRIPT)}"
+
+
+_HAlign = Literal["left", "center", "right"]
+_VAlign = Literal["bottom", "baseline", "center", "center_baseline", "top"]
+
+
+def _text(
+    place: Transform,
+    x: float,
+    y: float,
+    text: str,
+    size: float,
+    *,
+    ha: _HAlign = "center",
+    va: _VAlign = "baseline",
+    color: str = "black",
+    weight: str = "normal",
+    rotation: float = 0.0,
+    lines: bool = False,
+) -> Text:
+    """A plain (never mathtext: it is measured as plain text) text at ``(x, y)`` in ``place``
+    coordinates; rotated text turns about that point. ``lines``: a text that may have more
+    than one line, spaced as the layout measures them (single lines keep matplotlib's box)."""
+    return Text(
+        x,
+        y,
+        text,
+        color=color,
+        horizontalalignment=ha,
+        verticalalignment=va,
+        fontproperties=_font(size, weight),
+        rotation=rotation,
+        rotation_mode="anchor" if rotation else "default",
+        linespacing=LINE_SPACING if lines else None,
+        parse_math=False,
+        transform=place,
+    )
 
 
 # --- ticks and limits ----------------------------------------------------------------------
@@ -236,14 +375,10 @@ def _log_limits(values: Sequence[float]) -> tuple[float, float]:
     return float(max(low, -300)), float(min(max(high, -299), 300))
 
 
-def _set_log_y(ax: Axes, low: float, high: float) -> None:
-    """Log y axis over ``[10**low, 10**high]``, labelled at (at most 5) whole decades."""
-    ax.set_yscale("log")
-    ax.set_ylim(10.0**low, 10.0**high)
+def _decades(low: float, high: float) -> list[int]:
+    """The (at most 5) whole decades labelled on a log axis over ``[10**low, 10**high]``."""
     step = max(1, math.ceil((high - low) / 4))
-    exponents = [e for e in range(int(low), int(high) + 1) if e % step == 0]  # 1 when in range
-    ax.set_yticks([10.0**e for e in exponents], [_decade(e) for e in exponents])
-    ax.yaxis.set_minor_locator(NullLocator())
+    return [e for e in range(int(low), int(high) + 1) if e % step == 0]  # 1 when in range
 
 
 def _positive(values: Sequence[float | None]) -> list[float]:
@@ -251,6 +386,204 @@ def _positive(values: Sequence[float | None]) -> list[float]:
 
 
 # --- panels --------------------------------------------------------------------------------
+
+
+class Panel(Artist):
+    """One panel of a figure, drawn without an Axes: a frame around ``box`` (in the points
+    ``place`` maps onto the figure), the data mapped onto it from ``xlim`` x ``ylim`` (a log
+    y axis when ``log_y``), outward tick marks, and texts placed in points around it.
+
+    ``kind`` is "histogram" or "gradient"; ``cell`` its (row, column) in the figure's grid.
+    ``patches`` and ``lines`` hold the data as stored (fractions over edges, ratios per layer):
+    ``data_transform`` does the scaling. ``texts`` are the notes and labels inside the panel;
+    ``tick_labels``, ``labels`` (axis labels) and ``title`` are outside it.
+    """
+
+    def __init__(
+        self,
+        fig: Figure,
+        place: Transform,
+        box: Bbox,
+        xlim: tuple[float, float],
+        ylim: tuple[float, float],
+        *,
+        kind: Literal["histogram", "gradient"],
+        cell: tuple[int, int],
+        log_y: bool = False,
+    ) -> None:
+        super().__init__()
+        self.set_figure(fig)  # for the parts made before the figure adds the panel
+        self.kind = kind
+        self.cell = cell
+        self.box: Bbox = box
+        self.bbox = TransformedBbox(box, place)
+        self._place = place
+        self._xlim = xlim
+        self._ylim = ylim
+        self._log_y = log_y
+        y0, y1 = (math.log10(ylim[0]), math.log10(ylim[1])) if log_y else ylim
+        to_box = BboxTransform(Bbox([[xlim[0], y0], [xlim[1], y1]]), self.bbox)
+        self.data_transform: Transform = to_box
+        if log_y:
+            log = blended_transform_factory(IdentityTransform(), LogTransform(10))
+            self.data_transform = log + to_box
+        self.patches: list[Patch] = []
+        self.lines: list[Line2D] = []
+        self.texts: list[Text] = []
+        self.tick_labels: list[Text] = []
+        self.labels: list[Text] = []
+        self.title: Text | None = None
+        self._marks: list[tuple[float, float, float, float]] = []  # tick segments (pt)
+
+    # Read like an Axes.
+    def get_xlim(self) -> tuple[float, float]:
+        return self._xlim
+
+    def get_ylim(self) -> tuple[float, float]:
+        return self._ylim
+
+    def get_yscale(self) -> str:
+        return "log" if self._log_y else "linear"
+
+    def get_title(self) -> str:
+        return self.title.get_text() if self.title is not None else ""
+
+    def get_window_extent(self, renderer: RendererBase | None = None) -> Bbox:
+        return self.bbox.frozen()
+
+    def get_children(self) -> list[Artist]:
+        return [*self.patches, *self.lines, *self._all_texts()]
+
+    def _all_texts(self) -> list[Text]:
+        title = [self.title] if self.title is not None else []
+        return [*self.texts, *self.tick_labels, *self.labels, *title]
+
+    # Points of data values.
+    def x_at(self, value: float) -> float:
+        low, high = self._xlim
+        return float(self.box.x0 + (value - low) / (high - low) * self.box.width)
+
+    def y_at(self, value: float) -> float:
+        low, high = self._ylim
+        if self._log_y:
+            value, low, high = math.log10(value), math.log10(low), math.log10(high)
+        return float(self.box.y0 + (value - low) / (high - low) * self.box.height)
+
+    # Building.
+    def _own(self, artist: Artist) -> None:
+        figure = self.get_figure()
+        assert figure is not None
+        artist.set_figure(figure)
+
+    def add_data(self, artist: Patch | Line2D) -> None:
+        """Add a data artist, in data coordinates, clipped to the panel."""
+        artist.set_transform(self.data_transform)
+        artist.set_clip_box(self.bbox)
+        self._own(artist)
+        if isinstance(artist, Patch):
+            self.patches.append(artist)
+        else:
+            self.lines.append(artist)
+
+    def text(self, x: float, y: float, text: str, size: float, **kwargs: Any) -> Text:
+        """A text inside the panel, at axes fractions ``x``, ``y``."""
+        box = self.box
+        found = _text(
+            self._place, box.x0 + x * box.width, box.y0 + y * box.height, text, size, **kwargs
+        )
+        self._own(found)
+        self.texts.append(found)
+        return found
+
+    def _outside(self, x: float, y: float, text: str, size: float, **kwargs: Any) -> Text:
+        found = _text(self._place, x, y, text, size, **kwargs)
+        self._own(found)
+        return found
+
+    def x_ticks(
+        self, values: Sequence[float], labels: Sequence[str], aligns: Sequence[_HAlign]
+    ) -> None:
+        """Tick marks under the panel at ``values``, each labelled (unless "") below it."""
+        y = self.box.y0
+        for value, label, align in zip(values, labels, aligns, strict=True):
+            x = self.x_at(value)
+            self._marks.append((x, y, x, y - TICK_LENGTH))
+            if label:
+                self.tick_labels.append(
+                    self._outside(x, y - TICK_LENGTH - TICK_PAD, label, TICK_PT, ha=align, va="top")
+                )
+
+    def y_ticks(
+        self, values: Sequence[float], labels: Sequence[str], *, right: bool = False
+    ) -> None:
+        """Tick marks and labels left (or right) of the panel at ``values``."""
+        x, out = (self.box.x1, 1.0) if right else (self.box.x0, -1.0)
+        for value, label in zip(values, labels, strict=True):
+            y = self.y_at(value)
+            self._marks.append((x, y, x + out * TICK_LENGTH, y))
+            self.tick_labels.append(
+                self._outside(
+                    x + out * (TICK_LENGTH + TICK_PAD),
+                    y,
+                    label,
+                    TICK_PT,
+                    ha="left" if right else "right",
+                    va="center_baseline",
+                )
+            )
+
+    def set_title(self, title: str) -> None:
+        box = self.box
+        self.title = self._outside((box.x0 + box.x1) / 2, box.y1 + TITLE_PAD, title, PANEL_TITLE_PT)
+
+    def set_xlabel(self, label: str) -> None:
+        """Under the tick labels, as an Axes puts it (the layout reserves a line for them)."""
+        box = self.box
+        y = box.y0 - TICK_LENGTH - TICK_PAD - _line_box(TICK_PT) - LABEL_PAD
+        self.labels.append(self._outside((box.x0 + box.x1) / 2, y, label, LABEL_PT, va="top"))
+
+    def set_ylabel(self, label: str, ticks_pt: float, *, right: bool = False) -> None:
+        """Along the panel, beyond tick labels ``ticks_pt`` points wide."""
+        box = self.box
+        away = TICK_LENGTH + TICK_PAD + ticks_pt + LABEL_PAD
+        x, va = (box.x1 + away, "top") if right else (box.x0 - away, "bottom")
+        center = (box.y0 + box.y1) / 2
+        self.labels.append(self._outside(x, center, label, LABEL_PT, va=va, rotation=90))
+
+    # Drawing.
+    def _frame(self) -> PathPatch:
+        """The frame and the tick marks: one path."""
+        box = self.box
+        corners = [(box.x0, box.y0), (box.x1, box.y0), (box.x1, box.y1), (box.x0, box.y1)]
+        vertices = [*corners, corners[0]]
+        codes = [Path.MOVETO, Path.LINETO, Path.LINETO, Path.LINETO, Path.CLOSEPOLY]
+        for x0, y0, x1, y1 in self._marks:
+            vertices += [(x0, y0), (x1, y1)]
+            codes += [Path.MOVETO, Path.LINETO]
+        frame = PathPatch(
+            Path(vertices, codes),
+            fill=False,
+            edgecolor="black",
+            linewidth=FRAME_WIDTH,
+            capstyle="butt",
+            joinstyle="miter",
+            transform=self._place,
+            snap=True,
+        )
+        self._own(frame)
+        return frame
+
+    def draw(self, renderer: RendererBase) -> None:
+        if not self.get_visible():
+            return
+        renderer.open_group("panel", self.get_gid())
+        for artist in [*self.patches, *self.lines]:
+            artist.draw(renderer)
+        self._frame().draw(renderer)
+        for text in self._all_texts():
+            text.draw(renderer)
+        renderer.close_group("panel")
+        self.stale = False
 
 
 def _fractions(histogram: Histogram) -> np.ndarray[Any, np.dtype[np.float64]]:
@@ -269,64 +602,82 @@ def _flow_notes(histogram: Histogram) -> tuple[list[str], list[str]]:
     return left, right
 
 
-def _histogram_panel(ax: Axes, histogram: Histogram, panel_w_pt: float) -> None:
-    """One ``StepPatch`` of fractions over the stored edges, labelled at the range's ends."""
-    edges = np.asarray(histogram.edges, dtype=np.float64)
-    ax.stairs(_fractions(histogram), edges, fill=True, color=HIST_COLOR, linewidth=0)
-    low, high = float(edges[0]), float(edges[-1])
-    ax.set_xlim(low, high)
-    labels = [_number(low), _number(high)]
-    if sum(_width(label, TICK_PT) for label in labels) + GAP > panel_w_pt:
-        labels[1] = ""  # too narrow for both: the low end and the axis' length tell the range
-    ax.set_xticks([low, high], labels)
-    # The end labels stay inside the panel, so neighbouring panels need no gap for them.
-    tick_labels = ax.get_xticklabels()
-    tick_labels[0].set_horizontalalignment("left")
-    tick_labels[-1].set_horizontalalignment("right")
-    left, right = _flow_notes(histogram)
-    for lines, x, align in ((left, 0.03, "left"), (right, 0.97, "right")):
-        if lines:
-            ax.text(
-                x,
-                0.97,
-                "\n".join(lines),
-                transform=ax.transAxes,
-                ha=align,
-                va="top",
-                fontsize=NOTE_PT,
-                color=NOTE_COLOR,
-                linespacing=LINE_SPACING,
-            )
-
-
 def _flow_lines(histograms: Sequence[Histogram]) -> int:
     return max((max(map(len, _flow_notes(h))) for h in histograms), default=0)
 
 
-def _fraction_axis(ax: Axes, histograms: Sequence[Histogram], panel_h_pt: float) -> None:
+@dataclass(frozen=True)
+class _Fractions:
+    """The y scale all histogram panels of a figure share: [0, top], labelled at ``ticks``."""
+
+    top: float
+    ticks: tuple[float, ...]
+    labels: tuple[str, ...]
+    width: float  # of the widest label (pt)
+
+
+def _fraction_scale(histograms: Sequence[Histogram], panel_h_pt: float) -> _Fractions:
     """The shared y range of the histogram panels, with headroom for the out-of-range notes."""
     peak = max((float(_fractions(h).max(initial=0.0)) for h in histograms), default=0.0)
     peak = peak if peak > 0 else 1.0
     notes = _flow_lines(histograms)
     room = (_height(notes, NOTE_PT) + 4) / panel_h_pt if notes else 0.0
-    top = peak * 1.04 / max(1 - room, 0.3)
-    ax.set_ylim(0, top)
     ticks = _fraction_ticks(peak)
-    ax.set_yticks(ticks, [_number(t) for t in ticks])
+    labels = tuple(_number(t) for t in ticks)
+    width = max(_width(label, TICK_PT) for label in labels)
+    return _Fractions(peak * 1.04 / max(1 - room, 0.3), tuple(ticks), labels, width)
+
+
+def _histogram_panel(
+    fig: Figure,
+    place: Transform,
+    box: Bbox,
+    histogram: Histogram,
+    scale: _Fractions,
+    cell: tuple[int, int],
+) -> Panel:
+    """One ``StepPatch`` of fractions over the stored edges, labelled at the range's ends."""
+    edges = np.asarray(histogram.edges, dtype=np.float64)
+    low, high = float(edges[0]), float(edges[-1])
+    panel = Panel(fig, place, box, (low, high), (0.0, scale.top), kind="histogram", cell=cell)
+    panel.add_data(
+        StepPatch(
+            _fractions(histogram), edges, baseline=0, fill=True, facecolor=HIST_COLOR, linewidth=0
+        )
+    )
+    labels = [_number(low), _number(high)]
+    if sum(_width(label, TICK_PT) for label in labels) + GAP > box.width:
+        labels[1] = ""  # too narrow for both: the low end and the axis' length tell the range
+    # The end labels stay inside the panel, so neighbouring panels need no gap for them.
+    panel.x_ticks([low, high], labels, ["left", "right"])
+    left, right = _flow_notes(histogram)
+    for lines, x, align in ((left, 0.03, "left"), (right, 0.97, "right")):
+        if lines:
+            panel.text(
+                x, 0.97, "\n".join(lines), NOTE_PT, ha=align, va="top", color=NOTE_COLOR, lines=True
+            )
+    return panel
+
+
+def _fraction_axis(panel: Panel, scale: _Fractions) -> None:
+    """The shared scale's ticks and label, left of the row's first panel."""
+    panel.y_ticks(scale.ticks, scale.labels)
+    panel.set_xlabel("activation")
+    panel.set_ylabel("fraction of values", scale.width)
 
 
 def _line_labels(
-    ax: Axes,
+    panel: Panel,
     depth: int,
     items: Sequence[tuple[str, str, float]],
     limits: tuple[float, float],
-    height_pt: float,
 ) -> None:
     """Label each line (text, colour, last value) right of the last layer, at the height of
     its last point; labels that would touch are pushed apart, and kept inside the panel."""
     if not items:
         return
     low, high = limits
+    height_pt = panel.box.height
     placed = sorted(
         ((math.log10(value) - low) / (high - low), text, color) for text, color, value in items
     )
@@ -340,19 +691,9 @@ def _line_labels(
     overshoot = positions[-1] + halves[-1] - 1
     if overshoot > 0:
         positions = [p - overshoot for p in positions]
+    x = (panel.x_at(depth) + 5 - panel.box.x0) / panel.box.width  # 5 pt right of the last layer
     for position, (_, text, color) in zip(positions, placed, strict=True):
-        ax.annotate(
-            text,
-            xy=(depth, position),
-            xycoords=("data", "axes fraction"),
-            xytext=(5, 0),
-            textcoords="offset points",
-            va="center",
-            ha="left",
-            fontsize=LABEL_PT,
-            color=color,
-            linespacing=LINE_SPACING,
-        )
+        panel.text(x, position, text, LABEL_PT, ha="left", va="center", color=color, lines=True)
 
 
 GRADIENT_LABEL = "grad RMS ÷ last"
@@ -362,21 +703,24 @@ NARROW_LABELS = {GRADIENT_LABEL: "grad RMS\n÷ last", GAIN_LABEL: GAIN_LABEL}
 
 
 def _gradient_panel(
-    ax: Axes,
+    fig: Figure,
+    place: Transform,
+    box: Bbox,
     layers: Sequence[LayerResult],
     *,
     gain: bool,
     limits: tuple[float, float],
-    panel_pt: tuple[float, float],
     labels: bool,
-) -> None:
+    cell: tuple[int, int],
+) -> Panel:
     """Output-gradient RMS relative to the last layer (and optionally E[phi'(a)^2]) per layer,
-    on a log axis; points with no (or a non-positive) value are skipped."""
+    on a log axis labelled at the right; points with no (or a non-positive) value are skipped."""
     depth = len(layers)
     series = [("gradient", GRADIENT_LABEL, GRADIENT_COLOR, "o")]
     if gain:
         series.append(("gain", GAIN_LABEL, GAIN_COLOR, "s"))
     low, high = limits
+    lines: list[Line2D] = []
     ends: list[tuple[str, str, float]] = []
     for kind, label, color, marker in series:
         points = [
@@ -395,35 +739,33 @@ def _gradient_panel(
         if not points:
             continue
         xs, ys = zip(*points, strict=True)
-        ax.plot(xs, ys, color=color, marker=marker, markersize=3.5, linewidth=1.2)
-        ends.append((label, color, ys[-1]))
-    if not ends:
-        ax.text(
-            0.5,
-            0.5,
-            "no finite gradients",
-            transform=ax.transAxes,
-            ha="center",
-            va="center",
-            fontsize=NOTE_PT,
-            color=NOTE_COLOR,
+        lines.append(
+            Line2D(xs, ys, color=color, marker=marker, markersize=MARKER_SIZE, linewidth=LINE_WIDTH)
         )
+        ends.append((label, color, ys[-1]))
     # Room at the right for the labels: a fraction of the panel width in data units.
     room = 0.0
     if labels and ends:
-        fraction = _label_room(ends, panel_pt[0])
+        fraction = _label_room(ends, box.width)
         if fraction > 0.45:
             ends = [(NARROW_LABELS[text], color, value) for text, color, value in ends]
-            fraction = _label_room(ends, panel_pt[0])
+            fraction = _label_room(ends, box.width)
         fraction = min(fraction, 0.7)
         room = fraction * depth / (1 - fraction)
-    ax.set_xlim(0.5, depth + 0.5 + room)
-    ticks = _layer_ticks(depth, panel_pt[0] * depth / (depth + room))
-    ax.set_xticks(ticks, [str(t) for t in ticks])
-    _set_log_y(ax, low, high)
-    ax.yaxis.tick_right()
+    xlim = (0.5, depth + 0.5 + room)
+    ylim = (10.0**low, 10.0**high)
+    panel = Panel(fig, place, box, xlim, ylim, kind="gradient", cell=cell, log_y=True)
+    for line in lines:
+        panel.add_data(line)
+    if not ends:
+        panel.text(0.5, 0.5, "no finite gradients", NOTE_PT, va="center", color=NOTE_COLOR)
+    ticks = _layer_ticks(depth, box.width * depth / (depth + room))
+    panel.x_ticks(ticks, [str(t) for t in ticks], ["center"] * len(ticks))
+    exponents = _decades(low, high)
+    panel.y_ticks([10.0**e for e in exponents], [_decade(e) for e in exponents], right=True)
     if labels:
-        _line_labels(ax, depth, ends, limits, panel_pt[1])
+        _line_labels(panel, depth, ends, limits)
+    return panel
 
 
 def _label_room(items: Sequence[tuple[str, str, float]], panel_w_pt: float) -> float:
@@ -492,6 +834,12 @@ class _Plan:
         inner = self.height_pt - self.frame.top - self.frame.bottom
         return (inner - (self.rows - 1) * self.hgap) / self.rows
 
+    def box(self, row: int, col: int) -> Bbox:
+        """The panel at ``row`` (from the top), ``col``: points from the lower left."""
+        x0 = self.left + col * (self.panel_w + _WGAP)
+        y1 = self.height_pt - self.frame.top - row * (self.panel_h + self.hgap)
+        return Bbox.from_bounds(x0, y1 - self.panel_h, self.panel_w, self.panel_h)
+
 
 def _plan(
     rows: int,
@@ -533,24 +881,16 @@ def _plan(
     return plan
 
 
-def _figure(plan: _Plan) -> tuple[Figure, GridSpec]:
-    """The figure of ``plan`` on an Agg canvas, and its panel grid."""
+def _figure(plan: _Plan) -> tuple[Figure, Transform]:
+    """The figure of ``plan`` on an Agg canvas, and the transform from the plan's points
+    (from the lower left) to its pixels: a whole number of pixels stretches the plan's
+    points by well under a pixel, so that its edges are the figure's."""
     width_pt, height_pt = plan.width_pt, plan.height_pt
     figure = Figure(
         figsize=(_inches(width_pt, plan.dpi), _inches(height_pt, plan.dpi)), dpi=plan.dpi
     )
     _Canvas(figure)
-    grid = figure.add_gridspec(
-        plan.rows,
-        plan.cols,
-        left=plan.left / width_pt,
-        right=1 - plan.right / width_pt,
-        bottom=plan.frame.bottom / height_pt,
-        top=1 - plan.frame.top / height_pt,
-        wspace=_WGAP / max(plan.panel_w, 1.0),
-        hspace=plan.hgap / max(plan.panel_h, 1.0),
-    )
-    return figure, grid
+    return figure, Affine2D().scale(1 / width_pt, 1 / height_pt) + figure.transFigure
 
 
 def _inches(points: float, dpi: float) -> float:
@@ -604,8 +944,9 @@ def _add_title(fig: Figure, plan: _Plan) -> None:
         y=1 - EDGE / plan.height_pt,
         ha="center",
         va="top",
-        fontsize=TITLE_PT,
+        fontproperties=_font(TITLE_PT),
         linespacing=LINE_SPACING,
+        parse_math=False,
     )
 
 
@@ -619,7 +960,7 @@ def build_analysis_figure(result: Analysis, options: FigureOptions) -> Figure:
     non-finite ones included in the total, and noted in the panel's corners), on a y scale
     shared by all layers. The gradient panel shows RMS(dL/dh_l) / RMS(dL/dh_L) and
     E[phi'(a_l)^2] per layer on one log axis. Title: the verdict and the network; footer: the
-    recommendation's reason.
+    recommendation's reason. The panels are :class:`Panel` artists, in reading order.
     """
     with _style():
         return _analysis_figure(result, options)
@@ -644,27 +985,23 @@ def _analysis_figure(result: Analysis, options: FigureOptions) -> Figure:
     right = EDGE + _decade_label_width(limits) + _YTICK_ROOM
     hgap = _XTICKS + _XLABEL + GAP + _PANEL_TITLE
     plan = _plan(rows, cols, options, (left, right, hgap), frame_at)
-    fig, grid = _figure(plan)
-    panel = (plan.panel_w, plan.panel_h)
+    fig, place = _figure(plan)
+    scale = _fraction_scale(histograms, plan.panel_h)
 
-    first: Axes | None = None
     for i, histogram in enumerate(histograms):
-        ax = fig.add_subplot(grid[i // cols, i % cols], sharey=first)
-        _histogram_panel(ax, histogram, plan.panel_w)
-        ax.set_title(f"{i + 1}-layer", y=1.0)
-        if first is None:
-            first = ax
-            _fraction_axis(ax, histograms, plan.panel_h)
-        if i % cols == 0:  # axis labels on the first column only: every panel is alike
-            ax.set_xlabel("activation")
-            ax.set_ylabel("fraction of values")
-        else:
-            ax.yaxis.set_visible(False)  # shared: the row's first panel carries the scale
-    n = len(layers)
-    ax = fig.add_subplot(grid[n // cols, n % cols])
-    _gradient_panel(ax, layers, gain=True, limits=limits, panel_pt=panel, labels=True)
-    ax.set_title("gradient", y=1.0)
-    ax.set_xlabel("layer")
+        cell = divmod(i, cols)
+        panel = _histogram_panel(fig, place, plan.box(*cell), histogram, scale, cell)
+        panel.set_title(f"{i + 1}-layer")
+        if cell[1] == 0:  # the scale and axis labels on the first column only: all are alike
+            _fraction_axis(panel, scale)
+        fig.add_artist(panel)
+    cell = divmod(len(layers), cols)
+    panel = _gradient_panel(
+        fig, place, plan.box(*cell), layers, gain=True, limits=limits, labels=True, cell=cell
+    )
+    panel.set_title("gradient")
+    panel.set_xlabel("layer")
+    fig.add_artist(panel)
 
     _add_title(fig, plan)
     if plan.frame.footer:
@@ -674,8 +1011,9 @@ def _analysis_figure(result: Analysis, options: FigureOptions) -> Figure:
             "\n".join(plan.frame.footer),
             ha="left",
             va="bottom",
-            fontsize=FOOTER_PT,
+            fontproperties=_font(FOOTER_PT),
             linespacing=LINE_SPACING,
+            parse_math=False,
         )
     return fig
 
@@ -700,6 +1038,7 @@ def _comparison_figure(comparison: Comparison, options: FigureOptions) -> Figure
     limits = _log_limits(
         [v for a in analyses for v in _gradient_values(a.simulation.layers, gain=False)]
     )
+    decades = _decade_label_width(limits)
     verdicts = [f"verdict: {a.diagnosis.verdict}" for a in analyses]
 
     def frame_at(width_pt: float) -> _Frame:
@@ -710,7 +1049,7 @@ def _comparison_figure(comparison: Comparison, options: FigureOptions) -> Figure
     def planned(name_lines: int) -> _Plan:
         row_label = _height(name_lines, ROW_LABEL_PT) + _height(1, LABEL_PT) + GAP
         left = EDGE + row_label + _XLABEL + _frac_tick_width(histograms) + _YTICK_ROOM
-        right = EDGE + _XLABEL + _decade_label_width(limits) + _YTICK_ROOM
+        right = EDGE + _XLABEL + decades + _YTICK_ROOM
         return _plan(rows, cols, options, (left, right, _XTICKS + _XLABEL + GAP), frame_at)
 
     # Row labels run along the row's height: names that do not fit there take two lines.
@@ -720,45 +1059,44 @@ def _comparison_figure(comparison: Comparison, options: FigureOptions) -> Figure
     if name_lines > 1:
         plan = planned(name_lines)
         names = [_wrap(v.name, plan.panel_h, ROW_LABEL_PT, "bold") or [""] for v in variants]
-    fig, grid = _figure(plan)
-    panel = (plan.panel_w, plan.panel_h)
+    fig, place = _figure(plan)
+    scale = _fraction_scale(histograms, plan.panel_h)
 
-    first_hist: Axes | None = None
-    first_grad: Axes | None = None
     for r, analysis in enumerate(analyses):
         layers = analysis.simulation.layers
-        for c in range(depth):
-            ax = fig.add_subplot(grid[r, c], sharey=first_hist)
-            if c >= len(layers):
-                ax.set_axis_off()
-                continue
-            _histogram_panel(ax, layers[c].activations.histogram, plan.panel_w)
-            if first_hist is None:
-                first_hist = ax
-                _fraction_axis(ax, histograms, plan.panel_h)
+        for c, layer in enumerate(layers):  # columns past a shallower variant's depth stay blank
+            panel = _histogram_panel(
+                fig, place, plan.box(r, c), layer.activations.histogram, scale, (r, c)
+            )
             if r == 0:
-                ax.set_title(f"{c + 1}-layer", y=1.0)
+                panel.set_title(f"{c + 1}-layer")
+            if c == 0:
+                panel.y_ticks(scale.ticks, scale.labels)
+                panel.set_ylabel("fraction of values", scale.width)
             # The x label goes under the lowest panel of each column only.
             if all(d <= c for d in depths[r + 1 :]):
-                ax.set_xlabel("activation")
-            if c == 0:
-                ax.set_ylabel("fraction of values")
-            else:
-                ax.yaxis.set_visible(False)  # shared: the row's first panel carries the scale
-        ax = fig.add_subplot(grid[r, depth], sharey=first_grad)
-        _gradient_panel(ax, layers, gain=False, limits=limits, panel_pt=panel, labels=False)
-        ax.yaxis.set_label_position("right")
-        ax.set_ylabel("grad RMS ÷ last")
-        if first_grad is None:
-            first_grad = ax
+                panel.set_xlabel("activation")
+            fig.add_artist(panel)
+        panel = _gradient_panel(
+            fig,
+            place,
+            plan.box(r, depth),
+            layers,
+            gain=False,
+            limits=limits,
+            labels=False,
+            cell=(r, depth),
+        )
+        panel.set_ylabel(GRADIENT_LABEL, decades, right=True)
         if r == 0:
-            ax.set_title("gradient", y=1.0)
+            panel.set_title("gradient")
         if r == rows - 1:
-            ax.set_xlabel("layer")
+            panel.set_xlabel("layer")
+        fig.add_artist(panel)
 
         # Row label: the variant's name (bold) and its verdict, rotated, left of the row.
-        cell = grid[r, 0].get_position(fig)
-        center = (cell.y0 + cell.y1) / 2
+        box = plan.box(r, 0)
+        center = (box.y0 + box.y1) / 2 / plan.height_pt
         lines = [_fit(line, plan.panel_h, ROW_LABEL_PT, "bold") for line in names[r][:2]]
         x = EDGE + _height(name_lines, ROW_LABEL_PT) / 2
         fig.text(
@@ -768,10 +1106,10 @@ def _comparison_figure(comparison: Comparison, options: FigureOptions) -> Figure
             rotation=90,
             ha="center",
             va="center",
-            fontsize=ROW_LABEL_PT,
-            fontweight="bold",
+            fontproperties=_font(ROW_LABEL_PT, "bold"),
             linespacing=LINE_SPACING,
             rotation_mode="anchor",
+            parse_math=False,
         )
         x = EDGE + _height(name_lines, ROW_LABEL_PT) + _height(1, LABEL_PT) / 2
         fig.text(
@@ -781,8 +1119,9 @@ def _comparison_figure(comparison: Comparison, options: FigureOptions) -> Figure
             rotation=90,
             ha="center",
             va="center",
-            fontsize=LABEL_PT,
+            fontproperties=_font(LABEL_PT),
             rotation_mode="anchor",
+            parse_math=False,
         )
 
     _add_title(fig, plan)
@@ -815,3 +1154,143 @@ def render_analysis(result: Analysis, options: FigureOptions) -> bytes:
 def render_comparison(comparison: Comparison, options: FigureOptions) -> bytes:
     """PNG or SVG bytes of :func:`build_comparison_figure`; top-level and picklable."""
     return _encode(build_comparison_figure(comparison, options), options)
+
+
+# --- sweeps -----------------------------------------------------------------------------------
+
+_SWEEP_LABELS = {
+    "sigma_w2": "sigma_w^2 (fan_in Var W)",
+    "std": "weight std",
+    "sigma_b2": "sigma_b^2 (Var b)",
+    "depth": "depth",
+    "width": "width",
+}
+_METRIC_LABELS = {
+    "first_to_last": "gradient RMS, layer 1 / last",
+    "last_std": "last layer activation std",
+    "chi_1": "chi_1",
+    "xi_c": "xi_c (layers)",
+}
+
+
+def build_sweep_figure(result: SweepResult, options: FigureOptions) -> Figure:
+    """Heatmap(s) of the metric over the grid, log colour when it spans decades, with the
+    theoretical edge of chaos drawn over it in the axes' own units."""
+    grids = [
+        (name, grid)
+        for name, grid in (("simulation", result.simulation), ("theory", result.theory))
+        if grid is not None
+    ]
+    values = np.array(
+        [[np.nan if v is None else v for v in row] for _, grid in grids for row in grid],
+        dtype=np.float64,
+    )
+    known = values[np.isfinite(values)]
+    positive = known[known > 0]
+    log = 0 < positive.size == known.size and positive.max() / positive.min() > 100
+    shown = positive if log else known
+    low = float(shown.min()) if shown.size else 0.0
+    high = float(shown.max()) if shown.size else 1.0
+    if low == high:
+        low, high = (low * 0.9, high * 1.1) if low > 0 else (low - 1.0, high + 1.0)
+    centred = result.job.metric in ("first_to_last", "chi_1") and low < 1 < high
+    norm: Normalize
+    if centred and log:  # ratios: 1 is neutral, so colour symmetrically in log around it
+        reach = max(high, 1 / low)
+        norm = LogNorm(1 / reach, reach)
+    elif centred:
+        norm = TwoSlopeNorm(1.0, low, high)
+    else:
+        norm = LogNorm(low, high) if log else Normalize(low, high)
+
+    width_in = 0.5 + 4.2 * len(grids) + 1.0
+    height_in = 4.0
+    if options.width and options.height:
+        width_in, height_in = options.width / options.dpi, options.height / options.dpi
+    with _style():
+        cmap = "RdBu_r" if centred else "viridis"  # diverging where 1 is the neutral value
+        return _sweep_figure(result, options, grids, (norm, cmap), (width_in, height_in))
+
+
+def _sweep_figure(
+    result: SweepResult,
+    options: FigureOptions,
+    grids: list[tuple[str, tuple[tuple[float | None, ...], ...]]],
+    colour: tuple[Normalize, str],
+    size: tuple[float, float],
+) -> Figure:
+    job = result.job
+    norm, cmap = colour
+    fig = Figure(figsize=size, dpi=options.dpi, layout="constrained")
+    _Canvas(fig)
+    axes = fig.subplots(1, len(grids), squeeze=False)[0]
+    x = np.asarray(job.x_values, dtype=np.float64)
+    y = np.asarray(job.y_values, dtype=np.float64)
+    mesh = None
+    for ax, (name, grid) in zip(axes, grids, strict=True):
+        data = np.array([[np.nan if v is None else v for v in row] for row in grid])
+        log = isinstance(norm, LogNorm)
+        masked = np.ma.masked_invalid(np.where(data > 0, data, np.nan) if log else data)
+        mesh = ax.pcolormesh(_cell_edges(x), _cell_edges(y), masked, norm=norm, cmap=cmap)
+        ax.set_xlabel(_SWEEP_LABELS[job.x_param])
+        ax.set_ylabel(_SWEEP_LABELS[job.y_param])
+        ax.set_title(f"{name}: {_METRIC_LABELS[job.metric]}", fontsize=10)
+        if result.critical:
+            cx, cy = _critical_in_axes(job, result.critical)
+            ax.plot(cx, cy, color="white", lw=3.0)
+            ax.plot(cx, cy, color="black", lw=1.3, ls="--")
+            ax.annotate(
+                "χ₁ = 1",
+                (cx[-1], cy[-1]),
+                xytext=(4, 0),
+                textcoords="offset points",
+                fontsize=9,
+                va="center",
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+            )
+            ax.set_xlim(_cell_edges(x)[0], _cell_edges(x)[-1])
+            ax.set_ylim(_cell_edges(y)[0], _cell_edges(y)[-1])
+    if mesh is not None:
+        fig.colorbar(mesh, ax=list(axes), label=_METRIC_LABELS[job.metric])
+    fig.suptitle(
+        f"{job.activation.label}: {_METRIC_LABELS[job.metric]} · "
+        f"{'depth ' + str(job.depth) if 'depth' not in (job.x_param, job.y_param) else ''} "
+        f"{'width ' + str(job.width) if 'width' not in (job.x_param, job.y_param) else ''}"
+        f" · {result.critical_note}",
+        fontsize=10,
+    )
+    return fig
+
+
+def _cell_edges(
+    centres: np.ndarray[Any, np.dtype[np.float64]],
+) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Edges between grid values (each value a cell centre); a single value gets width 1."""
+    if centres.size == 1:
+        return np.array([centres[0] - 0.5, centres[0] + 0.5])
+    mids = (centres[1:] + centres[:-1]) / 2
+    first = centres[0] - (mids[0] - centres[0])
+    last = centres[-1] + (centres[-1] - mids[-1])
+    return np.concatenate([[first], mids, [last]])
+
+
+def _critical_in_axes(
+    job: SweepJob, curve: Sequence[tuple[float, float]]
+) -> tuple[list[float], list[float]]:
+    """The curve's (sigma_w2, sigma_b2) points in the plot's x and y units."""
+
+    def unit(param: str, sigma_w2: float, sigma_b2: float) -> float:
+        if param == "sigma_b2":
+            return sigma_b2
+        if param == "std":
+            return math.sqrt(sigma_w2 / job.width)
+        return sigma_w2
+
+    xs = [unit(job.x_param, w, b) for w, b in curve]
+    ys = [unit(job.y_param, w, b) for w, b in curve]
+    return xs, ys
+
+
+def render_sweep(result: SweepResult, options: FigureOptions) -> bytes:
+    """Top-level and picklable: the sweep's figure as PNG or SVG bytes."""
+    return _encode(build_sweep_figure(result, options), options)

@@ -8,6 +8,7 @@ dataclasses of the domain modules, validated here by pydantic; names may stand f
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Annotated, Any, Literal
 
@@ -36,6 +37,7 @@ from service.jobs import (
     Thresholds,
 )
 from service.results import Analysis, Comparison, FindingCode
+from service.sweep import Metric, Source, SweepJob, SweepParam, SweepResult
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=1)]
@@ -162,6 +164,13 @@ class Statistics(Strict):
     )
 
 
+class JacobianSpec(Strict):
+    samples: Annotated[int, Field(ge=1, le=64)] = Field(
+        description="Compute the input-output Jacobian's singular values for the first k input "
+        "rows (Pennington et al. 2017, dynamical isometry); counts in the compute budget."
+    )
+
+
 class Shared(Strict):
     """Everything but the network: the data, the measurement and the seed."""
 
@@ -170,15 +179,21 @@ class Shared(Strict):
     gradient: GradientSource = RandomNormalGradient()
     thresholds: Thresholds = Thresholds()
     statistics: Statistics = Statistics()
+    jacobian: JacobianSpec | None = None
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
     dtype: DType = "float32"
 
 
 class AnalyzeRequest(Shared):
+    theory: bool = Field(
+        default=True,
+        description="Mean-field predictions beside the measurements (false to skip).",
+    )
+
     network: Network
 
     def job(self, settings: Settings) -> AnalysisJob:
-        return to_job(self.network, self, settings)
+        return dataclasses.replace(to_job(self.network, self, settings), theory=self.theory)
 
 
 class VariantSpec(Strict):
@@ -314,6 +329,7 @@ def to_job(
         seed=shared.seed,
         dtype=shared.dtype,
         effective_rank=shared.statistics.effective_rank,
+        jacobian_samples=shared.jacobian.samples if shared.jacobian is not None else 0,
     )
     check_budget([job], settings, ("body", *where))
     return job
@@ -321,16 +337,23 @@ def to_job(
 
 def check_budget(jobs: list[AnalysisJob], settings: Settings, loc: tuple[str | int, ...]) -> None:
     """Refuse work whose compute (all jobs together) or memory (the largest job) is too big."""
-    macs = sum(job.macs for job in jobs)
+    macs = sum(job.cost for job in jobs)
     budget: list[FieldError] = []
     if macs > settings.compute_budget:
         samples = jobs[0].samples
+        forward = sum(job.macs for job in jobs)
+        lsuv = sum(job.lsuv_macs for job in jobs)
+        jacobian = sum(job.jacobian_macs for job in jobs)
+        extras = (f"; LSUV passes {lsuv:.3g}" if lsuv else "") + (
+            f"; Jacobian spectrum {jacobian:.3g}" if jacobian else ""
+        )
         budget.append(
             FieldError(
                 loc,
-                f"the request costs {macs:.3g} multiply-adds per pass (samples x sum of "
-                f"fan_in*fan_out = {samples} x {macs // samples}); the limit is "
-                f"{settings.compute_budget:.3g}: use fewer samples or smaller layers",
+                f"the request costs {macs:.3g} multiply-adds (a pass: samples x sum of "
+                f"fan_in*fan_out = {samples} x {forward // samples}{extras}); the limit is "
+                f"{settings.compute_budget:.3g}: use fewer samples or smaller layers"
+                + (", or fewer Jacobian samples" if jacobian else ""),
                 "compute_budget",
                 macs,
             )
@@ -403,6 +426,13 @@ class GradientsOut(Out):
     relative_to_last: float | None = Field(description="output_grad_rms / the last layer's.")
 
 
+class LsuvOut(Out):
+    iterations: int = Field(description="Rescalings W <- W / sqrt(Var(h)) applied.")
+    scale: float = Field(description="Total factor: final W = scale * orthogonal pre-init.")
+    final_variance: float | None = Field(description="Var(h) of the output with the final W.")
+    converged: bool = Field(description="|final_variance - 1| < tol.")
+
+
 class LayerOut(Out):
     index: int
     fan_in: int
@@ -423,6 +453,36 @@ class LayerOut(Out):
         "2007); null when not requested or when values are not finite."
     )
     gradients: GradientsOut
+    theory: LayerTheoryOut | None = None
+    lsuv: LsuvOut | None = Field(default=None, description="What LSUV did; null for other inits.")
+
+
+class LayerTheoryOut(Out):
+    q: float = Field(description="Predicted pre-activation variance q^l.")
+    second_moment: float = Field(description="Predicted E[h^2].")
+    chi_1: float = Field(description="sigma_w^2 E[phi'(a)^2] at this layer's predicted q.")
+    gradient_ratio: float = Field(
+        description="Predicted RMS(dL/dh_{l-1}) / RMS(dL/dh_l) (layer 1: the input's)."
+    )
+    q_gap: float | None = Field(description="(measured E[a^2] - q) / q.")
+    second_moment_gap: float | None
+    chi_1_gap: float | None = Field(description="Against sigma_w^2 * measured E[phi'(a)^2].")
+    gradient_ratio_gap: float | None
+
+
+class TheoryOut(Out):
+    applicable: bool
+    notes: list[str]
+    q_star: float | None = Field(description="Fixed point of the length map.")
+    chi_1: float | None = Field(description="chi_1 at q*: < 1 ordered, > 1 chaotic.")
+    phase: str | None
+    phase_tolerance: float | None = Field(description="|chi_1 - 1| <= this is critical.")
+    xi_q: float | None = Field(description="Depth scale of the length; null when unbounded.")
+    xi_c: float | None = Field(description="Depth scale of correlations; null when unbounded.")
+    trainable_depth: float | None = Field(description="About 6 xi_c (Schoenholz et al. 2017).")
+    critical_sigma_w2: float | None = Field(
+        description="sigma_w^2 with chi_1(q*) = 1 at this sigma_b^2; null if none in [0.1, 100]."
+    )
 
 
 class InputOut(Out):
@@ -463,21 +523,49 @@ class MetaOut(Out):
     version: str
 
 
+class JacobianOut(Out):
+    samples: int = Field(description="Input rows whose Jacobian J_i = W_1 D_1i ... W_L D_Li ran.")
+    singular_values: int = Field(description="Per sample: min(input_dim, last layer's units).")
+    mean_squared_singular_value: float | None = Field(description="Mean of s^2 over all.")
+    variance_squared: float | None = Field(description="Variance of s^2 over all.")
+    min: float | None
+    max: float | None
+    zero: int = Field(description="Numerically zero s (below the rank tolerance), not binned.")
+    excluded_samples: int = Field(description="Samples with non-finite or undecomposable J.")
+    log10_histogram: HistogramOut = Field(description="log10(s) of the nonzero s, 30 bins.")
+
+
 class AnalyzeResponse(Out):
     layers: list[LayerOut]
     input: InputOut
     gradient_decay: GradientDecayOut
     diagnosis: DiagnosisOut
     meta: MetaOut
+    jacobian: JacobianOut | None = None
+    theory: TheoryOut | None = Field(
+        default=None, description="Mean-field theory for this network; null with theory=false."
+    )
 
     @classmethod
     def from_result(cls, result: Analysis) -> AnalyzeResponse:
+        theory = result.theory
+        predictions = theory.layers if theory is not None and theory.layers else None
+        layers = [LayerOut.model_validate(x) for x in result.simulation.layers]
+        if predictions is not None:
+            layers = [
+                layer.model_copy(update={"theory": LayerTheoryOut.model_validate(p)})
+                for layer, p in zip(layers, predictions, strict=True)
+            ]
         return cls(
-            layers=[LayerOut.model_validate(x) for x in result.simulation.layers],
+            layers=layers,
+            theory=None if theory is None else TheoryOut.model_validate(theory),
             input=InputOut.model_validate(result.simulation),
             gradient_decay=GradientDecayOut.model_validate(result.gradient_decay),
             diagnosis=DiagnosisOut.model_validate(result.diagnosis),
             meta=MetaOut.model_validate(result.meta),
+            jacobian=None
+            if result.simulation.jacobian is None
+            else JacobianOut.model_validate(result.simulation.jacobian),
         )
 
 
@@ -523,6 +611,156 @@ class CompareResponse(Out):
                 for v in comparison.variants
             ],
             table=[ComparisonRow.of(v.name, v.analysis) for v in comparison.variants],
+        )
+
+
+# --- sweeps ------------------------------------------------------------------------------------
+
+
+class SweepAxis(Strict):
+    param: SweepParam = Field(
+        description="sigma_w2 (fan_in * Var(W)), std (the weight std; sigma_w2 = width std^2), "
+        "sigma_b2 (Var(b)), depth or width."
+    )
+    values: Annotated[
+        list[Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]],
+        Field(min_length=1, max_length=20),
+    ]
+
+    @model_validator(mode="after")
+    def _valid_values(self) -> SweepAxis:
+        if self.param in ("depth", "width"):
+            bad = [v for v in self.values if v < 1 or v != int(v)]
+            if bad:
+                raise ValueError(f"{self.param} values must be whole numbers >= 1, got {bad}")
+        elif self.param != "sigma_b2" and 0 in self.values:
+            raise ValueError(f"{self.param} values must be > 0")
+        return self
+
+
+class SweepRequest(Strict):
+    """A grid over two hyperparameters of identical dense layers, one metric per cell."""
+
+    activation: ActivationIn
+    depth: Count = 10
+    width: Count = 100
+    sigma_w2: Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)] = 1.0
+    sigma_b2: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] = 0.0
+    samples: Count = 256
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+    x: SweepAxis
+    y: SweepAxis
+    metric: Metric = Field(
+        default="first_to_last",
+        description="first_to_last (gradient RMS at layer 1 / last layer), last_std (the last "
+        "layer's activation std), chi_1 or xi_c (mean-field quantities at the fixed point).",
+    )
+    source: Source = "both"
+
+    @model_validator(mode="after")
+    def _distinct_axes(self) -> SweepRequest:
+        weight = {"sigma_w2", "std"}
+        if self.x.param == self.y.param or {self.x.param, self.y.param} == weight:
+            raise ValueError(f"x and y must vary different things, got {self.x.param} twice")
+        return self
+
+    def job(self, settings: Settings) -> SweepJob:
+        errors: list[FieldError] = []
+        for name, axis in (("x", self.x), ("y", self.y)):
+            limit = {"depth": settings.max_layers, "width": settings.max_units}.get(axis.param)
+            if limit is not None and max(axis.values) > limit:
+                errors.append(
+                    FieldError(
+                        ("body", name, "values"),
+                        f"{axis.param} must be at most {limit}",
+                        "less_than_equal",
+                        max(axis.values),
+                    )
+                )
+        for name, value, limit in (
+            ("depth", self.depth, settings.max_layers),
+            ("width", self.width, settings.max_units),
+            ("samples", self.samples, settings.max_samples),
+        ):
+            if value > limit:
+                errors.append(
+                    FieldError(
+                        ("body", name), f"{name} must be at most {limit}", "less_than_equal", value
+                    )
+                )
+        if errors:
+            raise InvalidRequest(errors)
+        job = SweepJob(
+            activation=self.activation,
+            depth=self.depth,
+            width=self.width,
+            sigma_w2=self.sigma_w2,
+            sigma_b2=self.sigma_b2,
+            samples=self.samples,
+            seed=self.seed,
+            x_param=self.x.param,
+            x_values=tuple(self.x.values),
+            y_param=self.y.param,
+            y_values=tuple(self.y.values),
+            metric=self.metric,
+            source=self.source,
+        )
+        if job.macs > settings.compute_budget:
+            raise BudgetExceeded(
+                [
+                    FieldError(
+                        ("body",),
+                        f"the sweep simulates {job.macs:.3g} multiply-adds (cells x samples x "
+                        f"depth x width^2); the limit is {settings.compute_budget:.3g}: use fewer "
+                        "cells, samples or smaller networks, or source=theory",
+                        "compute_budget",
+                        job.macs,
+                    )
+                ]
+            )
+        return job
+
+
+class SweepAxisOut(Out):
+    param: str
+    values: list[float]
+
+
+class CriticalPoint(Out):
+    sigma_w2: float
+    sigma_b2: float
+
+
+class SweepResponse(Out):
+    activation: str
+    metric: str
+    source: str
+    x: SweepAxisOut
+    y: SweepAxisOut
+    simulation: list[list[float | None]] | None = Field(
+        description="The metric per cell, rows over y, columns over x."
+    )
+    theory: list[list[float | None]] | None
+    critical_curve: list[CriticalPoint] | None = Field(
+        description="The edge of chaos chi_1(q*) = 1, when the axes are sigma_w2/std and sigma_b2."
+    )
+    critical_note: str
+
+    @classmethod
+    def from_result(cls, result: SweepResult) -> SweepResponse:
+        job = result.job
+        return cls(
+            activation=job.activation.label,
+            metric=job.metric,
+            source=job.source,
+            x=SweepAxisOut(param=job.x_param, values=list(job.x_values)),
+            y=SweepAxisOut(param=job.y_param, values=list(job.y_values)),
+            simulation=[list(row) for row in result.simulation] if result.simulation else None,
+            theory=[list(row) for row in result.theory] if result.theory else None,
+            critical_curve=[CriticalPoint(sigma_w2=w, sigma_b2=b) for w, b in result.critical]
+            if result.critical
+            else None,
+            critical_note=result.critical_note,
         )
 
 

@@ -9,6 +9,10 @@ with ``g`` the upstream gradient, so the backward pass is
 where ``g_l = dL/dh_l``. ``output_grad_rms`` is the RMS of the per-sample ``g_l``;
 ``weight_grad_norm`` is the Frobenius norm of the sample-mean weight gradient
 ``(1/n) h_{l-1}^T delta_l``.
+
+Layers initialised with LSUV are rescaled here, on the request's own input, as they are reached
+(:func:`lsuv`); the input-output Jacobian spectrum, when asked for, is computed from the kept
+weights and derivatives after the forward pass (:func:`jacobian_spectrum`).
 """
 
 from __future__ import annotations
@@ -21,11 +25,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service.activations import ActivationFn
+from service.initializers import Lsuv
 from service.jobs import AnalysisJob, LayerSpec, NormalInput, OnesGradient
 from service.results import (
     ActivationStats,
     GradientStats,
+    JacobianSpectrum,
     LayerResult,
+    LsuvReport,
     Moments,
     Simulation,
     as_float,
@@ -168,6 +175,123 @@ def init_label(spec: LayerSpec) -> str:
     return f"{init.scheme}({', '.join(params)})" if params else init.scheme
 
 
+def dense(h: FloatArray, w: FloatArray, b: FloatArray) -> FloatArray:
+    """The pre-activation ``a = h @ W + b`` (the bias add skipped when b is all zero)."""
+    a = h @ w
+    if np.any(b):
+        a += b
+    return a
+
+
+def output_variance(h: FloatArray) -> float:
+    """Var(h) over all samples and units, as the layer statistics report it (std^2); NaN
+    when any value is not finite."""
+    out = summarise(h)
+    return out.std**2 if out.non_finite == 0 else math.nan
+
+
+def lsuv(
+    init: Lsuv, act: ActivationFn, h_prev: FloatArray, w: FloatArray, b: FloatArray
+) -> tuple[FloatArray, FloatArray, LsuvReport]:
+    """LSUV (Mishkin & Matas 2015, arXiv:1511.06422) for one layer, rescaling ``w`` in place.
+
+    v = Var(phi(h_prev @ W + b)) (or of the pre-activation, ``target="preactivation"``) over
+    all samples and units; while |v - 1| >= tol, at most
+    ``max_iterations`` times: W <- W / sqrt(v), and measure v again. Stops early, not
+    converged, when v is 0 or not finite (a dead or overflowing layer cannot be rescaled).
+    Returns the final pre-activation and output, whose variance is the reported one.
+    """
+    a = dense(h_prev, w, b)
+    h = act.forward(a)
+    measured = init.target == "preactivation"
+    v = output_variance(a if measured else h)
+    scale, iterations = 1.0, 0
+    while not abs(v - 1.0) < init.tol:
+        if iterations >= init.max_iterations or not (math.isfinite(v) and v > 0.0):
+            break
+        factor = w.dtype.type(1.0 / math.sqrt(v))  # rounded as W is scaled by it
+        w *= factor
+        scale *= float(factor)
+        iterations += 1
+        a = dense(h_prev, w, b)
+        h = act.forward(a)
+        v = output_variance(a if measured else h)
+    report = LsuvReport(
+        iterations=iterations,
+        scale=scale,
+        final_variance=as_float(v),
+        converged=abs(v - 1.0) < init.tol,
+    )
+    return a, h, report
+
+
+_JACOBIAN_BINS = 30
+
+
+def jacobians(layers: list[tuple[FloatArray, FloatArray]], k: int) -> FloatArray:
+    """Input-output Jacobians J_i = W_1 D_1i W_2 D_2i ... W_L D_Li of the first ``k`` samples.
+
+    ``layers`` holds each layer's (W (N_{l-1}, N_l), phi'(a) (samples, N_l)), D_li =
+    diag(phi_l'(a_li)). Batched over samples: M = W_1 * d_1[:k, None, :], then
+    M = (M @ W_l) * d_l[:k, None, :]; the result has shape (k, N_0, N_L), with
+    ``J_i[p, q] = d h_L[q] / d x_i[p]``, in the weights' dtype.
+    """
+    w_first, d_first = layers[0]
+    m = w_first[None, :, :] * d_first[:k, None, :]
+    for w, d in layers[1:]:
+        m = m @ w
+        m *= d[:k, None, :]
+    return m
+
+
+def jacobian_spectrum(m: FloatArray) -> JacobianSpectrum:
+    """The singular-value statistics of the stack of Jacobians ``m`` (k, N_0, N_L).
+
+    Singular values from ``np.linalg.svd(m, compute_uv=False)`` in ``m``'s dtype; moments in
+    float64. See :class:`JacobianSpectrum` for what is reported.
+    """
+    k, n0, n_last = m.shape
+    finite = np.isfinite(m).all(axis=(1, 2))
+    s = _singular_values(m if finite.all() else m[finite]).astype(np.float64)
+    excluded = k - s.shape[0]  # non-finite, or not decomposed
+    tolerance = s.max(axis=1, keepdims=True, initial=0.0) * max(n0, n_last)
+    tolerance *= float(np.finfo(m.dtype).eps)
+    s[s <= tolerance] = 0.0
+    zero = int(np.count_nonzero(s == 0.0))
+    logs = np.log10(s[s > 0.0])
+    squares = np.square(s)
+    empty = s.size == 0
+    return JacobianSpectrum(
+        samples=k,
+        singular_values=min(n0, n_last),
+        mean_squared_singular_value=None if empty else as_float(squares.mean()),
+        variance_squared=None if empty else as_float(squares.var()),
+        min=None if empty else as_float(s.min()),
+        max=None if empty else as_float(s.max()),
+        zero=zero,
+        excluded_samples=excluded,
+        log10_histogram=histogram(logs, _JACOBIAN_BINS, data_range(summarise(logs))),
+    )
+
+
+def _singular_values(m: FloatArray) -> FloatArray:
+    """Singular values of each matrix of the stack ``m``, one row per matrix that LAPACK
+    could decompose (the others are left out)."""
+    count = min(m.shape[1], m.shape[2])
+    if m.shape[0] == 0:
+        return np.empty((0, count), dtype=m.dtype)
+    try:
+        return np.linalg.svd(m, compute_uv=False)
+    except np.linalg.LinAlgError:  # one matrix failed: decompose one by one, keep the rest
+        rows: list[FloatArray] = []
+        for matrix in m:
+            try:
+                rows.append(np.linalg.svd(matrix, compute_uv=False))
+            except np.linalg.LinAlgError:
+                continue
+        return np.array(rows, dtype=m.dtype).reshape(len(rows), count)
+
+
 def simulate(job: AnalysisJob) -> Simulation:
     """Run the forward and backward pass of ``job`` and measure every layer."""
     rngs = streams(job.seed, len(job.layers))
@@ -178,15 +302,27 @@ def simulate(job: AnalysisJob) -> Simulation:
         forward: list[LayerResult] = []
         for index, (spec, (fan_in, _)) in enumerate(zip(job.layers, job.fans, strict=True), 1):
             w, b = draw_parameters(job, index, rngs[_FIRST_LAYER_STREAM + index - 1])
-            a = h @ w
-            if np.any(b):
-                a += b
-            h_next = spec.activation.forward(a)
+            report: LsuvReport | None = None
+            if isinstance(spec.init, Lsuv):
+                a, h_next, report = lsuv(spec.init, spec.activation, h, w, b)
+            else:
+                a = dense(h, w, b)
+                h_next = spec.activation.forward(a)
             d = spec.activation.derivative(a, h_next)
-            forward.append(layer_statistics(job, index, spec, fan_in, a, h_next, d))
+            result = layer_statistics(job, index, spec, fan_in, a, h_next, d)
+            if report is not None:  # the rescaled W's own variance, not the pre-init's
+                sigma_w2 = fan_in * float(np.var(w, dtype=np.float64))
+                result = dataclasses.replace(result, sigma_w2=sigma_w2, lsuv=report)
+            forward.append(result)
             del a
             kept.append((h, w, d))
             h = h_next
+
+        jacobian: JacobianSpectrum | None = None
+        if job.jacobian_count > 0:
+            m = jacobians([(w, d) for _, w, d in kept], job.jacobian_count)
+            jacobian = jacobian_spectrum(m)
+            del m
 
         g = make_upstream(job, rngs[_GRADIENT_STREAM])
         grad_rms: list[float] = []
@@ -218,4 +354,5 @@ def simulate(job: AnalysisJob) -> Simulation:
         input_rms=rms(x),
         input_grad_rms=as_float(input_grad_rms),
         layers=layers,
+        jacobian=jacobian,
     )

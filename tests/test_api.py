@@ -198,6 +198,7 @@ def test_catalogue_lists_every_initializer_with_aliases(client: TestClient) -> N
         "orthogonal",
         "identity",
         "sparse",
+        "lsuv",
     }
     assert biases == {"zeros", "constant", "normal"}
     assert weights["xavier_normal"]["aliases"] == ["glorot_normal"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import pickle
 import re
 import struct
@@ -15,8 +16,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from matplotlib.axes import Axes
+from matplotlib.artist import Artist
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.legend import Legend
 from matplotlib.patches import StepPatch
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
@@ -24,6 +27,10 @@ from matplotlib.transforms import Bbox
 from service.analysis import analyze
 from service.jobs import FigureOptions
 from service.render import (
+    Panel,
+    _Canvas,
+    _font,
+    _style,
     build_analysis_figure,
     build_comparison_figure,
     render_analysis,
@@ -97,32 +104,48 @@ def png_size(data: bytes) -> tuple[int, int]:
     return width, height
 
 
-def histogram_axes(fig: Figure) -> list[Axes]:
-    return [ax for ax in fig.axes if any(isinstance(p, StepPatch) for p in ax.patches)]
+def panels(fig: Figure) -> list[Panel]:
+    """The figure's panels, in reading order; a figure has no Axes (they cost the time)."""
+    assert fig.axes == []
+    return [artist for artist in fig.artists if isinstance(artist, Panel)]
 
 
-def gradient_axes(fig: Figure) -> list[Axes]:
-    return [ax for ax in fig.axes if ax.axison and ax.get_yscale() == "log"]
+def histogram_panels(fig: Figure) -> list[Panel]:
+    return [p for p in panels(fig) if any(isinstance(patch, StepPatch) for patch in p.patches)]
+
+
+def gradient_panels(fig: Figure) -> list[Panel]:
+    return [p for p in panels(fig) if p.get_yscale() == "log"]
+
+
+def step(panel: Panel) -> StepPatch:
+    (patch,) = [p for p in panel.patches if isinstance(p, StepPatch)]
+    return patch
+
+
+def left_of(panel: Panel) -> list[Text]:
+    """The tick labels left of the panel: its y scale."""
+    return [t for t in panel.tick_labels if t.get_position()[0] < panel.box.x0]
 
 
 def texts(fig: Figure) -> dict[str, list[Text]]:
     """Visible, non-empty text by role: figure texts, titles, axis labels, tick labels, and
-    the texts inside panels (notes, line labels)."""
+    the texts inside panels (notes, line labels). Every text the figure draws has a role."""
     roles: dict[str, list[Text]] = {"figure": list(fig.texts), "title": [], "label": []}
     roles |= {"tick": [], "inside": []}
-    for ax in fig.axes:
-        if not ax.axison:
-            continue
-        roles["title"].append(ax.title)
-        for axis in (ax.xaxis, ax.yaxis):
-            if axis.get_visible():
-                roles["label"].append(axis.label)
-                roles["tick"] += axis.get_majorticklabels()
-        roles["inside"] += ax.texts
-    return {
+    for panel in panels(fig):
+        if panel.title is not None:
+            roles["title"].append(panel.title)
+        roles["label"] += panel.labels
+        roles["tick"] += panel.tick_labels
+        roles["inside"] += panel.texts
+    found = {
         role: [t for t in found if t.get_visible() and t.get_text()]
         for role, found in roles.items()
     }
+    drawn = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+    assert {id(t) for t in drawn} == {id(t) for role in found.values() for t in role}
+    return found
 
 
 def overlap(a: Bbox, b: Bbox, tolerance: float = 0.5) -> bool:
@@ -139,7 +162,7 @@ def assert_no_overlaps(fig: Figure) -> None:
     boxes = {id(t): t.get_window_extent() for t in everything}
     for a, b in itertools.combinations(everything, 2):
         assert not overlap(boxes[id(a)], boxes[id(b)]), (a.get_text(), b.get_text())
-    panels = [ax for ax in fig.axes if ax.axison]
+    boxes_of = {id(text): panel for panel in panels(fig) for text in panel.texts}
     frame = fig.bbox
     for text in everything:
         box = boxes[id(text)]
@@ -148,15 +171,15 @@ def assert_no_overlaps(fig: Figure) -> None:
         assert frame.y0 - 1 <= box.y0, text.get_text()
         assert box.y1 <= frame.y1 + 1, text.get_text()
         if text in found["inside"]:  # notes and line labels stay within their panel
-            assert text.axes is not None
-            panel = text.axes.get_window_extent()
+            panel = boxes_of[id(text)].get_window_extent()
             assert panel.x0 - 1 <= box.x0, text.get_text()
             assert box.x1 <= panel.x1 + 1, text.get_text()
             assert panel.y0 - 1 <= box.y0, text.get_text()
             assert box.y1 <= panel.y1 + 1, text.get_text()
             continue
-        for ax in panels:
-            assert not overlap(box, ax.get_window_extent(), 1.0), (text.get_text(), ax.get_title())
+        for other in panels(fig):
+            extent = other.get_window_extent()
+            assert not overlap(box, extent, 1.0), (text.get_text(), other.get_title())
 
 
 # --- formats and sizes ---------------------------------------------------------------------
@@ -226,30 +249,47 @@ def test_render_module_never_imports_pyplot() -> None:
 # --- what is drawn -------------------------------------------------------------------------
 
 
+def assert_maps_limits_onto_the_panel(panel: Panel, artist: Artist) -> None:
+    """The artist's transform puts the panel's data limits on the panel's frame."""
+    assert artist.get_transform() is panel.data_transform
+    corners = list(itertools.product(panel.get_xlim(), panel.get_ylim()))
+    extent = panel.get_window_extent()
+    expected = list(itertools.product((extent.x0, extent.x1), (extent.y0, extent.y1)))
+    np.testing.assert_allclose(artist.get_transform().transform(corners), expected, atol=1e-6)
+
+
 def test_each_histogram_panel_draws_the_stored_counts_as_fractions() -> None:
     result = book()
     fig = build_analysis_figure(result, FigureOptions("png"))
-    panels = histogram_axes(fig)
-    assert len(panels) == len(result.simulation.layers) == 5
-    for ax, layer in zip(panels, result.simulation.layers, strict=True):
-        (patch,) = [p for p in ax.patches if isinstance(p, StepPatch)]
+    found = histogram_panels(fig)
+    assert len(found) == len(result.simulation.layers) == 5
+    for panel, layer in zip(found, result.simulation.layers, strict=True):
+        patch = step(panel)
         histogram = layer.activations.histogram
-        values, edges, _ = patch.get_data()
+        values, edges, baseline = patch.get_data()
         np.testing.assert_array_equal(values, np.array(histogram.counts) / histogram.total)
         np.testing.assert_array_equal(edges, histogram.edges)
-        assert ax.get_xlim() == (histogram.edges[0], histogram.edges[-1])
+        assert baseline == 0
+        assert panel.get_xlim() == (histogram.edges[0], histogram.edges[-1])
+        assert_maps_limits_onto_the_panel(panel, patch)
 
 
 def test_histogram_panels_share_one_y_scale() -> None:
-    panels = histogram_axes(build_analysis_figure(book(), FigureOptions("png")))
-    for ax in panels[1:]:
-        assert ax.get_shared_y_axes().joined(panels[0], ax)
-        assert ax.get_ylim() == panels[0].get_ylim()
+    found = histogram_panels(build_analysis_figure(book(), FigureOptions("png")))
+    first = found[0]
+    for panel in found[1:]:
+        assert panel.get_ylim() == first.get_ylim()
+        assert panel.get_window_extent().height == pytest.approx(first.get_window_extent().height)
+        # The scale is labelled once, left of the row's first panel.
+        assert not left_of(panel)
+    scale = [t.get_text() for t in left_of(first)]
+    assert scale[0] == "0"
+    assert len(scale) >= 3
 
 
 def test_panel_titles_follow_the_book() -> None:
     fig = build_analysis_figure(book(), FigureOptions("png"))
-    titles = [ax.get_title() for ax in fig.axes]
+    titles = [panel.get_title() for panel in panels(fig)]
     assert titles == ["1-layer", "2-layer", "3-layer", "4-layer", "5-layer", "gradient"]
 
 
@@ -266,9 +306,10 @@ def test_title_names_the_verdict_and_the_network() -> None:
 
 def test_gradient_panel_plots_the_stored_ratios_and_gains_on_a_log_axis() -> None:
     result = book()
-    ax = build_analysis_figure(result, FigureOptions("png")).axes[-1]
+    fig = build_analysis_figure(result, FigureOptions("png"))
+    ax = panels(fig)[-1]
     assert ax.get_yscale() == "log"
-    gradient, gain = ax.get_lines()
+    gradient, gain = ax.lines
     layers = result.simulation.layers
     np.testing.assert_array_equal(gradient.get_xdata(), [layer.index for layer in layers])
     np.testing.assert_array_equal(
@@ -277,13 +318,20 @@ def test_gradient_panel_plots_the_stored_ratios_and_gains_on_a_log_axis() -> Non
     np.testing.assert_array_equal(gain.get_ydata(), [layer.mean_derivative_sq for layer in layers])
     labels = {" ".join(text.get_text().split()) for text in ax.texts}  # one line or two
     assert labels == {"grad RMS ÷ last", "E[φ\N{PRIME}(a)²]"}  # direct labels, no legend
-    assert ax.get_legend() is None
+    assert not fig.findobj(Legend)
+    # A log axis: the limits at the frame's edges, the decade between them half-way.
+    low, high = ax.get_ylim()
+    extent = ax.get_window_extent()
+    for line in (gradient, gain):
+        assert_maps_limits_onto_the_panel(ax, line)
+        middle = line.get_transform().transform((1.0, math.sqrt(low * high)))[1]
+        assert middle == pytest.approx((extent.y0 + extent.y1) / 2)
 
 
 def test_values_cut_off_by_a_fixed_range_are_noted_in_the_panels() -> None:
     result = clipped(0.0)
     fig = build_analysis_figure(result, FigureOptions("png"))
-    for ax, layer in zip(histogram_axes(fig), result.simulation.layers, strict=True):
+    for ax, layer in zip(histogram_panels(fig), result.simulation.layers, strict=True):
         histogram = layer.activations.histogram
         assert histogram.overflow > 0
         notes = [text.get_text() for text in ax.texts]
@@ -294,7 +342,7 @@ def test_values_cut_off_by_a_fixed_range_are_noted_in_the_panels() -> None:
 def test_values_below_the_range_are_noted_too() -> None:
     result = clipped(0.1)
     fig = build_analysis_figure(result, FigureOptions("png"))
-    first = histogram_axes(fig)[0]
+    first = histogram_panels(fig)[0]
     underflow = result.simulation.layers[0].activations.histogram.underflow
     assert underflow > 0
     assert any(text.get_text().startswith("◂ ") for text in first.texts)
@@ -304,10 +352,54 @@ def test_values_below_the_range_are_noted_too() -> None:
 def test_overflowing_network_notes_non_finite_values_and_still_renders() -> None:
     result = small(20, activation="relu", init={"scheme": "normal", "std": 100.0})
     fig = build_analysis_figure(result, FigureOptions("png"))
-    last = histogram_axes(fig)[-1]
+    last = histogram_panels(fig)[-1]
     assert result.simulation.layers[-1].activations.histogram.non_finite > 0
     assert any("NaN/inf" in text.get_text() for text in last.texts)
     assert render_analysis(result, FigureOptions("png")).startswith(PNG_SIGNATURE)
+
+
+# Every kind of text the figures set: sizes, weights, colours, rotations, the symbols.
+SPECIMEN = [
+    ("verdict: saturation  ·  5 x 100 sigmoid, normal(mean=0.0, std=1.0)", 10.0, "normal", 0),
+    (
+        "0 0.1 \N{MINUS SIGN}1 1.48e3 10⁻² 10¹ ◂ 53.1k below  32.2k above ▸ 3200 NaN/inf",
+        6.5,
+        "normal",
+        0,
+    ),
+    ("Recommendation: grad RMS ÷ last  E[φ\N{PRIME}(a)²]  fraction of values", 7.5, "normal", 0),
+    ("lecun_normal", 8.5, "bold", 90),
+    ("fraction of values", 7.0, "normal", 90),
+]
+
+
+def specimen_pixels(canvas: type[FigureCanvasAgg], shift_px: float = 0.0) -> np.ndarray[Any, Any]:
+    """The SPECIMEN drawn on ``canvas`` (500 x 150 px), ``shift_px`` to the right."""
+    with _style():
+        fig = Figure(figsize=(5, 1.5), dpi=100)
+        agg = canvas(fig)
+        for i, (text, size, weight, rotation) in enumerate(SPECIMEN):
+            x, y = (0.02, 0.85 - 0.2 * i) if not rotation else (0.85 + 0.07 * (i - 3), 0.1)
+            color = "#8a1c1c" if i == 1 else "black"
+            font = _font(size, weight)
+            fig.text(
+                x + shift_px / 500, y, text, fontproperties=font, rotation=rotation, color=color
+            )
+        agg.draw()  # type: ignore[no-untyped-call]  # backend_agg has no stubs
+        pixels = agg.buffer_rgba()  # type: ignore[no-untyped-call]
+        return np.asarray(pixels)[..., :3].astype(np.int64)
+
+
+def test_text_drawn_as_outlines_looks_like_matplotlibs_glyph_rendering() -> None:
+    """Our canvas fills each line's glyph outlines instead of rendering glyph by glyph: the
+    same ink in the same pixels. (Text half a pixel off would differ in half of them.)"""
+    reference = specimen_pixels(FigureCanvasAgg)
+    inked = int((reference < 250).any(axis=-1).sum())
+    for shift, expected in ((0.0, True), (0.5, False)):
+        ours = specimen_pixels(_Canvas, shift)
+        ink = (255 - ours).sum() / (255 - reference).sum()
+        far = int((np.abs(ours - reference).max(axis=-1) > 64).sum())
+        assert (abs(ink - 1) < 0.02 and far < 0.05 * inked) is expected, (shift, ink, far, inked)
 
 
 # --- layout --------------------------------------------------------------------------------
@@ -315,10 +407,10 @@ def test_overflowing_network_notes_non_finite_values_and_still_renders() -> None
 
 def test_twenty_layers_wrap_into_rows_of_at_most_six() -> None:
     fig = build_analysis_figure(deep(), FigureOptions("png"))
-    assert len(fig.axes) == 21
+    assert len(panels(fig)) == 21
     rows: dict[float, int] = {}
-    for ax in fig.axes:
-        y = round(ax.get_position().y0, 6)
+    for panel in panels(fig):
+        y = round(panel.get_window_extent().y0, 6)
         rows[y] = rows.get(y, 0) + 1
     assert len(rows) == 4
     assert max(rows.values()) <= 6
@@ -352,26 +444,30 @@ def test_footer_wraps_within_the_figure_width() -> None:
 
 def test_comparison_grid_has_a_row_per_variant_and_a_shared_log_gradient_column() -> None:
     fig = build_comparison_figure(book_comparison(), FigureOptions("png"))
-    assert len(histogram_axes(fig)) == 3 * 5
-    gradients = gradient_axes(fig)
+    assert len(histogram_panels(fig)) == 3 * 5
+    gradients = gradient_panels(fig)
     assert len(gradients) == 3
-    assert len(fig.axes) == 3 * (5 + 1)
+    assert len(panels(fig)) == 3 * (5 + 1)
     limits = {ax.get_ylim() for ax in gradients}
     assert len(limits) == 1
-    for ax in gradients[1:]:
-        assert ax.get_shared_y_axes().joined(gradients[0], ax)
-    column_x = {round(ax.get_position().x0, 6) for ax in gradients}
+    heights = {round(ax.get_window_extent().height, 6) for ax in gradients}
+    assert len(heights) == 1  # the same limits over the same height: one scale
+    for ax in gradients:
+        assert [t for t in ax.tick_labels if t.get_position()[0] > ax.box.x1]  # each labelled
+        for line in ax.lines:
+            assert_maps_limits_onto_the_panel(ax, line)
+    column_x = {round(ax.get_window_extent().x0, 6) for ax in gradients}
     assert len(column_x) == 1  # one column, the last
     assert all(
-        ax.get_position().x0 > other.get_position().x0
+        ax.get_window_extent().x0 > other.get_window_extent().x0
         for ax in gradients
-        for other in histogram_axes(fig)
+        for other in histogram_panels(fig)
     )
 
 
 def test_comparison_labels_rows_and_columns() -> None:
     fig = build_comparison_figure(book_comparison(), FigureOptions("png"))
-    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    titles = [panel.get_title() for panel in panels(fig) if panel.get_title()]
     assert titles == ["1-layer", "2-layer", "3-layer", "4-layer", "5-layer", "gradient"]
     figure_texts = [text.get_text() for text in fig.texts]
     assert fig.get_suptitle() == "initscope comparison"
@@ -385,24 +481,37 @@ def test_comparison_labels_rows_and_columns() -> None:
 def test_comparison_histograms_equal_each_variants_counts() -> None:
     comparison = book_comparison()
     fig = build_comparison_figure(comparison, FigureOptions("png"))
-    panels = histogram_axes(fig)
+    found = histogram_panels(fig)
     layers = [layer for v in comparison.variants for layer in v.analysis.simulation.layers]
-    for ax, layer in zip(panels, layers, strict=True):
-        (patch,) = [p for p in ax.patches if isinstance(p, StepPatch)]
+    assert len(found) == len(layers)
+    for panel, layer in zip(found, layers, strict=True):
+        patch = step(panel)
         histogram = layer.activations.histogram
         expected = np.array(histogram.counts) / histogram.total
-        values, _, _ = patch.get_data()
+        values, edges, _ = patch.get_data()
         np.testing.assert_array_equal(values, expected)
+        np.testing.assert_array_equal(edges, histogram.edges)
+        assert panel.get_ylim() == found[0].get_ylim()  # one fraction scale for every variant
+        assert_maps_limits_onto_the_panel(panel, patch)
 
 
 def test_comparison_of_different_depths_leaves_missing_panels_blank() -> None:
     comparison = Comparison((Variant("five", book()), Variant("eight", small(8))))
     fig = build_comparison_figure(comparison, FigureOptions("png"))
-    blank = [ax for ax in fig.axes if not ax.axison]
-    assert len(blank) == 8 - 5
-    assert all(not any(isinstance(p, StepPatch) for p in ax.patches) for ax in blank)
-    assert len(histogram_axes(fig)) == 5 + 8
-    assert len(gradient_axes(fig)) == 2
+    cells = {panel.cell for panel in panels(fig)}
+    assert cells == {(0, c) for c in (*range(5), 8)} | {(1, c) for c in range(9)}
+    assert len(histogram_panels(fig)) == 5 + 8
+    assert len(gradient_panels(fig)) == 2
+    assert {panel.cell for panel in gradient_panels(fig)} == {(0, 8), (1, 8)}
+    # Nothing is drawn where the shallower variant's panels would be: no frame, no text.
+    five = panels(fig)[0].get_window_extent()
+    drawn = [p.get_window_extent() for p in panels(fig)]
+    drawn += [t.get_window_extent() for role in texts(fig).values() for t in role]
+    for panel in panels(fig):
+        if panel.cell[0] == 1 and 5 <= panel.cell[1] < 8:
+            x0, x1 = panel.get_window_extent().x0, panel.get_window_extent().x1
+            blank = Bbox([[x0, five.y0], [x1, five.y1]])
+            assert not any(overlap(blank, box) for box in drawn)
     assert_no_overlaps(fig)
     assert render_comparison(comparison, FigureOptions("png")).startswith(PNG_SIGNATURE)
 
@@ -423,7 +532,8 @@ def test_empty_comparison_is_refused() -> None:
 
 def test_the_overlap_check_catches_overlapping_text() -> None:
     fig = build_analysis_figure(book(), FigureOptions("png"))
-    fig.axes[0].set_xlabel("a long label that runs into the next panel " * 2)
+    label = next(t for t in panels(fig)[0].labels if t.get_text() == "activation")
+    label.set_text("a long label that runs into the next panel " * 2)
     with pytest.raises(AssertionError):
         assert_no_overlaps(fig)
 

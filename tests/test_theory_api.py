@@ -1,0 +1,105 @@
+"""Theory beside simulation in /analyze: the response keys, applicability, the recommendation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+
+def _net(**network: Any) -> dict[str, Any]:
+    base = {
+        "input_dim": 200,
+        "depth": 4,
+        "width": 200,
+        "activation": "tanh",
+        "init": "lecun_normal",
+    }
+    return {"network": {**base, **network}, "input": {"samples": 500}}
+
+
+def test_theory_keys_and_small_gaps(client: TestClient) -> None:
+    body = client.post("/analyze", json=_net()).json()
+    theory = body["theory"]
+    assert theory["applicable"] is True
+    assert set(theory) >= {
+        "q_star",
+        "chi_1",
+        "phase",
+        "xi_q",
+        "xi_c",
+        "trainable_depth",
+        "applicable",
+        "notes",
+    }
+    assert theory["phase"] == "critical"  # tanh, sigma_w^2 = 1, sigma_b^2 = 0
+    assert theory["critical_sigma_w2"] == pytest.approx(1.0, abs=1e-6)
+    for layer in body["layers"]:
+        predicted = layer["theory"]
+        assert set(predicted) >= {"q", "second_moment", "chi_1", "gradient_ratio"}
+        assert abs(predicted["q_gap"]) < 0.05
+        assert abs(predicted["second_moment_gap"]) < 0.05
+        assert abs(predicted["gradient_ratio_gap"]) < 0.1
+
+
+def test_theory_can_be_skipped(client: TestClient) -> None:
+    body = client.post("/analyze", json={**_net(), "theory": False}).json()
+    assert body["theory"] is None
+    assert all(layer["theory"] is None for layer in body["layers"])
+
+
+@pytest.mark.parametrize(
+    ("patch", "needle"),
+    [
+        ({"init": "orthogonal"}, "orthogonal weights are not i.i.d."),
+        ({"init": {"scheme": "constant", "value": 0.01}}, "constant weights"),
+        ({"init": {"scheme": "sparse"}}, "sparse weights"),
+        ({"init": "identity"}, "identity weights"),
+        ({"bias": {"scheme": "constant", "value": 0.5}}, "bias with nonzero mean"),
+    ],
+)
+def test_where_the_theory_does_not_apply_it_says_so(
+    client: TestClient, patch: dict[str, Any], needle: str
+) -> None:
+    theory = client.post("/analyze", json=_net(**patch)).json()["theory"]
+    assert theory["applicable"] is False
+    assert theory["q_star"] is None
+    assert any(needle in note and "layers 1-4" in note for note in theory["notes"])
+
+
+def test_structured_inline_data_is_flagged(client: TestClient) -> None:
+    rows = [[1.0] * 8, [10.0] * 8, [0.1] * 8, [5.0] * 8]
+    body = {
+        "network": {
+            "input_dim": 8,
+            "depth": 2,
+            "width": 8,
+            "activation": "tanh",
+            "init": "lecun_normal",
+        },
+        "input": {"data": rows},
+    }
+    theory = client.post("/analyze", json=body).json()["theory"]
+    assert theory["applicable"] is False
+    assert any("squared norms vary" in note for note in theory["notes"])
+
+
+def test_recommendation_gives_the_critical_sigma_w2_or_an_honest_note(
+    client: TestClient,
+) -> None:
+    tanh = client.post("/analyze", json=_net(bias={"scheme": "normal", "std": 0.3})).json()
+    reason = tanh["diagnosis"]["recommendation"]["reason"]
+    assert "chi_1 = 1 (the edge of chaos) at sigma_w^2 = " in reason
+    sigmoid = client.post("/analyze", json=_net(activation="sigmoid")).json()
+    reason = sigmoid["diagnosis"]["recommendation"]["reason"]
+    assert "no sigma_w^2 in [0.1, 100] puts sigmoid at chi_1 = 1" in reason
+
+
+def test_he_relu_is_critical_with_unbounded_depth_scales(client: TestClient) -> None:
+    theory = client.post("/analyze", json=_net(activation="relu", init="he_normal")).json()[
+        "theory"
+    ]
+    assert theory["phase"] == "critical"
+    assert theory["xi_c"] is None
+    assert any("xi_c is unbounded" in note for note in theory["notes"])
