@@ -4,9 +4,10 @@ Run by hand (``make bench`` or ``.venv/bin/python benchmarks/bench_engine.py``);
 runs the book shape only, ``--json`` prints the results as JSON instead of tables.
 
 For each shape (samples x depth x width, relu + he_normal, float32, seed 0) this times
-``service.analysis.analyze(job)`` -- simulation, every per-layer statistic, the diagnosis --
-in this process (no HTTP, no process pool), with and without ``statistics.effective_rank``,
-against the bare chain of the same matrix products:
+``service.analysis.analyze(job)`` -- simulation, every per-layer statistic, the diagnosis,
+with the mean-field predictions (``"theory"``) off: they cost the same at any sample count and
+are reported on their own line -- in this process (no HTTP, no process pool), with and
+without ``statistics.effective_rank``, against the bare chain of the same matrix products:
 
     forward, per layer:   a = h @ W;  h = relu(a)           (in place)
     backward, per layer:  delta = g * (h > 0);  h_prev.T @ delta;  g = delta @ W.T
@@ -92,6 +93,7 @@ def make_job(shape: Shape, *, effective_rank: bool) -> AnalysisJob:
         },
         "input": {"samples": shape.samples},
         "statistics": {"effective_rank": effective_rank},
+        "theory": False,  # the engine: simulation, statistics, diagnosis (theory is timed apart)
         "seed": SEED,
         "dtype": "float32",
     }

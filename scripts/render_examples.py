@@ -9,9 +9,10 @@ from pathlib import Path
 from service.analysis import analyze
 from service.config import Settings
 from service.jobs import FigureOptions
-from service.render import render_analysis, render_comparison
+from service.render import render_analysis, render_comparison, render_sweep
 from service.results import Comparison, Variant
-from service.schemas import AnalyzeRequest, CompareRequest, to_jobs
+from service.schemas import AnalyzeRequest, CompareRequest, SweepRequest, to_jobs
+from service.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -21,6 +22,8 @@ IMAGES = ROOT / "docs" / "images"
 def render(path: Path, options: FigureOptions) -> bytes:
     body = json.loads(path.read_text())
     settings = Settings()
+    if path.name.startswith("sweep-"):
+        return render_sweep(run_sweep(SweepRequest.model_validate(body).job(settings)), options)
     if path.name.startswith("compare-"):
         jobs = to_jobs(CompareRequest.model_validate(body), settings)
         comparison = Comparison(tuple(Variant(name, analyze(job)) for name, job in jobs))

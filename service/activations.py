@@ -119,6 +119,9 @@ class ActivationFn(Protocol):
     formula: ClassVar[str]
     saturating: ClassVar[bool]
 
+    def __hash__(self) -> int:  # frozen dataclasses: usable as cache keys (service.theory)
+        ...
+
     @property
     def name(self) -> ActivationName:
         """The discriminator tag, e.g. ``"leaky_relu"``."""

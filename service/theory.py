@@ -27,6 +27,7 @@ Gauss-Hermite range to 4e-10 (worst: tanh at q = 1).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -371,6 +372,7 @@ def length_map_slope(activation: ActivationFn, q: float, sigma_w2: float) -> flo
     return sigma_w2 * weak / q
 
 
+@functools.lru_cache(maxsize=1024)  # pure in hashable arguments; searches are costly
 def fixed_point(activation: ActivationFn, sigma_w2: float, sigma_b2: float) -> float:
     """``q*``: where the length map ``q -> sigma_w2 Int Dz phi(sqrt q z)^2 + sigma_b2`` started
     at ``q = 1`` settles (Poole et al. 2016). ``math.inf`` when it diverges, 0 when it
@@ -533,6 +535,7 @@ def correlation_map(
     return (sigma_w2 * cross + sigma_b2) / math.sqrt(out1 * out2)
 
 
+@functools.lru_cache(maxsize=1024)  # pure in hashable arguments; searches are costly
 def c_star(activation: ActivationFn, sigma_w2: float, sigma_b2: float) -> float:
     """``c*``: the stable fixed point of the correlation map at ``q1 = q2 = q*`` (Poole et al.
     2016; Schoenholz et al. 2017).
@@ -572,6 +575,7 @@ def c_star(activation: ActivationFn, sigma_w2: float, sigma_b2: float) -> float:
     return float(optimize.brentq(gap, 0.0, below, xtol=1e-14))
 
 
+@functools.lru_cache(maxsize=1024)  # pure in hashable arguments; searches are costly
 def depth_scales(activation: ActivationFn, sigma_w2: float, sigma_b2: float) -> tuple[float, float]:
     """``(xi_q, xi_c)``: depths over which the length and the correlation of two inputs approach
     their fixed points like ``exp(-l / xi)`` (Schoenholz et al. 2017).
@@ -619,6 +623,7 @@ def phase(chi: float, tol: float = PHASE_TOL) -> Phase:
 # -- the edge of chaos ------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1024)  # pure in hashable arguments; searches are costly
 def critical_sigma_w2(
     activation: ActivationFn, sigma_b2: float, low: float = 0.1, high: float = 100.0
 ) -> float | None:
@@ -657,6 +662,7 @@ def critical_sigma_w2(
     return high if points[-1][1] == 0.0 else None
 
 
+@functools.lru_cache(maxsize=1024)  # pure in hashable arguments; searches are costly
 def nearest_to_critical(
     activation: ActivationFn, sigma_b2: float, low: float = 0.1, high: float = 100.0
 ) -> tuple[float, float]:

@@ -30,3 +30,10 @@ def settings() -> Settings:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def default_client() -> Iterator[TestClient]:
+    """The service with its default limits, for the request files in examples/."""
+    with TestClient(create_app(Settings(workers=2, blas_threads=1))) as test_client:
+        yield test_client

@@ -175,8 +175,8 @@ def test_unacceptable_media_type_is_406(client: TestClient, path: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("compare-*.json")))
-def test_compare_examples_run(client: TestClient, name: str) -> None:
+def test_compare_examples_run(default_client: TestClient, name: str) -> None:
     body = json.loads((EXAMPLES / name).read_text())
-    response = client.post("/compare", json=body)
+    response = default_client.post("/compare", json=body)
     assert response.status_code == 200, response.text
     assert len(response.json()["table"]) == len(body["variants"])

@@ -100,7 +100,14 @@ def test_openapi_declares_the_three_media_types(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("analyze-*.json")))
-def test_analyze_examples_run_as_json_and_png(client: TestClient, name: str) -> None:
+def test_analyze_examples_run_as_json_and_png(default_client: TestClient, name: str) -> None:
     body = json.loads((EXAMPLES / name).read_text())
-    assert client.post("/analyze", json=body).status_code == 200
-    assert client.post("/analyze?format=png", json=body).content.startswith(PNG)
+    assert default_client.post("/analyze", json=body).status_code == 200
+    assert default_client.post("/analyze?format=png", json=body).content.startswith(PNG)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("sweep-*.json")))
+def test_sweep_examples_run_as_json_and_png(default_client: TestClient, name: str) -> None:
+    body = json.loads((EXAMPLES / name).read_text())
+    assert default_client.post("/sweep", json=body).status_code == 200
+    assert default_client.post("/sweep?format=png", json=body).content.startswith(PNG)
