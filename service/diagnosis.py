@@ -259,8 +259,8 @@ def recommend(job: AnalysisJob, sim: Simulation, found: list[Finding]) -> Recomm
         if not found:
             return Recommendation(suggestion, f"Keep it: {why}, and no finding was raised.")
         reason = (
-            f"This is already the usual choice: {why}; what remains ({', '.join(codes)}) comes "
-            "from the activation or the depth, not from the weight scale"
+            f"This is already the textbook choice: {why}; at this scale the network still "
+            f"shows {', '.join(codes)}"
         )
         if "vanishing_gradients" in codes and activation.name == "sigmoid":
             reason += (
@@ -296,8 +296,13 @@ def diagnose(
     if network_theory is not None and network_theory.applicable:
         activation = Counter(spec.activation for spec in job.layers).most_common(1)[0][0]
         sigma_b2 = Counter(x.sigma_b2 for x in sim.layers).most_common(1)[0][0]
-        recommendation = dataclasses.replace(
-            recommendation,
-            reason=f"{recommendation.reason} {_edge_of_chaos(activation, sigma_b2)}",
-        )
+        reason = f"{recommendation.reason} {_edge_of_chaos(activation, sigma_b2)}"
+        depth = network_theory.trainable_depth
+        if depth is not None and len(job.layers) > depth:
+            reason += (
+                f" At chi_1 = {network_theory.chi_1:.3g} signals decorrelate over xi_c = "
+                f"{network_theory.xi_c:.3g} layers: these {len(job.layers)} layers exceed the "
+                f"trainable depth of about 6 xi_c = {depth:.3g} (Schoenholz et al. 2017)."
+            )
+        recommendation = dataclasses.replace(recommendation, reason=reason)
     return Diagnosis(verdict, tuple(found), recommendation)

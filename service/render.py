@@ -26,14 +26,21 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import matplotlib as mpl
 import numpy as np
 from matplotlib.artist import Artist
 from matplotlib.backend_bases import GraphicsContextBase, RendererBase
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
-from matplotlib.colors import LogNorm, Normalize, TwoSlopeNorm
+from matplotlib.colors import (
+    BoundaryNorm,
+    Colormap,
+    ListedColormap,
+    LogNorm,
+    Normalize,
+    TwoSlopeNorm,
+)
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
@@ -53,7 +60,7 @@ from matplotlib.transforms import (
 )
 
 from service.jobs import FigureOptions
-from service.results import Analysis, Comparison, Histogram, LayerResult
+from service.results import Analysis, Comparison, FindingCode, Histogram, LayerResult
 from service.sweep import SweepJob, SweepResult
 
 if TYPE_CHECKING:
@@ -1170,6 +1177,7 @@ _METRIC_LABELS = {
     "last_std": "last layer activation std",
     "chi_1": "chi_1",
     "xi_c": "xi_c (layers)",
+    "verdict": "verdict / phase",
 }
 
 
@@ -1181,6 +1189,8 @@ def build_sweep_figure(result: SweepResult, options: FigureOptions) -> Figure:
         for name, grid in (("simulation", result.simulation), ("theory", result.theory))
         if grid is not None
     ]
+    if result.job.metric == "verdict":
+        return _category_figure(result, options, grids)
     values = np.array(
         [[np.nan if v is None else v for v in row] for _, grid in grids for row in grid],
         dtype=np.float64,
@@ -1215,28 +1225,44 @@ def build_sweep_figure(result: SweepResult, options: FigureOptions) -> Figure:
 def _sweep_figure(
     result: SweepResult,
     options: FigureOptions,
-    grids: list[tuple[str, tuple[tuple[float | None, ...], ...]]],
-    colour: tuple[Normalize, str],
+    grids: Sequence[tuple[str, Grid]],
+    colour: tuple[Normalize, str | Colormap],
     size: tuple[float, float],
+    labels: Sequence[str] = (),
 ) -> Figure:
     job = result.job
     norm, cmap = colour
     fig = Figure(figsize=size, dpi=options.dpi, layout="constrained")
     _Canvas(fig)
     axes = fig.subplots(1, len(grids), squeeze=False)[0]
-    x = np.asarray(job.x_values, dtype=np.float64)
-    y = np.asarray(job.y_values, dtype=np.float64)
+    # Cells sit on an index grid labelled with the values: sweeps are often geometric, and
+    # equal cells read better than cells as wide as the gaps between values.
+    x = np.arange(len(job.x_values), dtype=np.float64)
+    y = np.arange(len(job.y_values), dtype=np.float64)
     mesh = None
     for ax, (name, grid) in zip(axes, grids, strict=True):
         data = np.array([[np.nan if v is None else v for v in row] for row in grid])
         log = isinstance(norm, LogNorm)
         masked = np.ma.masked_invalid(np.where(data > 0, data, np.nan) if log else data)
         mesh = ax.pcolormesh(_cell_edges(x), _cell_edges(y), masked, norm=norm, cmap=cmap)
+        if labels:  # categories: name every cell, the colour alone would need a legend
+            for (row, col), code in np.ndenumerate(data):
+                if np.isfinite(code):
+                    ax.text(
+                        x[col],
+                        y[row],
+                        labels[int(code)].replace("_", "\n"),
+                        ha="center",
+                        va="center",
+                        fontsize=6.5,
+                    )
+        ax.set_xticks(x, [f"{v:g}" for v in job.x_values])
+        ax.set_yticks(y, [f"{v:g}" for v in job.y_values])
         ax.set_xlabel(_SWEEP_LABELS[job.x_param])
         ax.set_ylabel(_SWEEP_LABELS[job.y_param])
         ax.set_title(f"{name}: {_METRIC_LABELS[job.metric]}", fontsize=10)
-        if result.critical:
-            cx, cy = _critical_in_axes(job, result.critical)
+        cx, cy = _critical_in_axes(job, result.critical) if result.critical else ([], [])
+        if cx:
             ax.plot(cx, cy, color="white", lw=3.0)
             ax.plot(cx, cy, color="black", lw=1.3, ls="--")
             ax.annotate(
@@ -1250,7 +1276,7 @@ def _sweep_figure(
             )
             ax.set_xlim(_cell_edges(x)[0], _cell_edges(x)[-1])
             ax.set_ylim(_cell_edges(y)[0], _cell_edges(y)[-1])
-    if mesh is not None:
+    if mesh is not None and not labels:
         fig.colorbar(mesh, ax=list(axes), label=_METRIC_LABELS[job.metric])
     fig.suptitle(
         f"{job.activation.label}: {_METRIC_LABELS[job.metric]} · "
@@ -1260,6 +1286,38 @@ def _sweep_figure(
         fontsize=10,
     )
     return fig
+
+
+Grid = tuple[tuple[float | str | None, ...], ...]
+
+# A fixed colour per category, so one verdict looks the same in every figure.
+_CATEGORIES = ("healthy", "ordered", "critical", "chaotic", *get_args(FindingCode))
+
+
+def _category_figure(
+    result: SweepResult, options: FigureOptions, grids: Sequence[tuple[str, Grid]]
+) -> Figure:
+    """Verdicts (simulation) and phases (theory) as coloured, labelled cells."""
+    present = {v for _, grid in grids for row in grid for v in row if isinstance(v, str)}
+    labels = [c for c in _CATEGORIES if c in present]
+    index = {label: i for i, label in enumerate(labels)}
+    coded = [
+        (
+            name,
+            tuple(
+                tuple(float(index[v]) if isinstance(v, str) else None for v in row) for row in grid
+            ),
+        )
+        for name, grid in grids
+    ]
+    palette = [mpl.colormaps["tab20"](_CATEGORIES.index(label) % 20) for label in labels]
+    cmap = ListedColormap(palette or ["white"])
+    norm = BoundaryNorm(np.arange(-0.5, max(len(labels), 1)), cmap.N)
+    size = (0.5 + 4.2 * len(grids), 4.0)
+    if options.width and options.height:
+        size = (options.width / options.dpi, options.height / options.dpi)
+    with _style():
+        return _sweep_figure(result, options, coded, (norm, cmap), size, labels)
 
 
 def _cell_edges(
@@ -1286,9 +1344,29 @@ def _critical_in_axes(
             return math.sqrt(sigma_w2 / job.width)
         return sigma_w2
 
-    xs = [unit(job.x_param, w, b) for w, b in curve]
-    ys = [unit(job.y_param, w, b) for w, b in curve]
-    return xs, ys
+    xs = np.array([unit(job.x_param, w, b) for w, b in curve])
+    ys = np.array([unit(job.y_param, w, b) for w, b in curve])
+    inside = _within(xs, job.x_values) & _within(ys, job.y_values)
+    return (
+        _to_index(xs[inside], job.x_values).tolist(),
+        _to_index(ys[inside], job.y_values).tolist(),
+    )
+
+
+def _within(values: np.ndarray[Any, np.dtype[np.float64]], grid: Sequence[float]) -> Any:
+    return (values >= min(grid)) & (values <= max(grid))
+
+
+def _to_index(
+    values: np.ndarray[Any, np.dtype[np.float64]], grid: Sequence[float]
+) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Positions on the index grid, linear between neighbouring grid values."""
+    order = np.argsort(grid)
+    ordered = np.asarray(grid, dtype=np.float64)[order]
+    positions: np.ndarray[Any, np.dtype[np.float64]] = np.interp(
+        values, ordered, order.astype(np.float64)
+    )
+    return positions
 
 
 def render_sweep(result: SweepResult, options: FigureOptions) -> bytes:

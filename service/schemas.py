@@ -653,7 +653,8 @@ class SweepRequest(Strict):
     metric: Metric = Field(
         default="first_to_last",
         description="first_to_last (gradient RMS at layer 1 / last layer), last_std (the last "
-        "layer's activation std), chi_1 or xi_c (mean-field quantities at the fixed point).",
+        "layer's activation std), chi_1 or xi_c (mean-field quantities at the fixed point), or "
+        "verdict (the simulated diagnosis' verdict; theory gives the phase).",
     )
     source: Source = "both"
 
@@ -737,10 +738,10 @@ class SweepResponse(Out):
     source: str
     x: SweepAxisOut
     y: SweepAxisOut
-    simulation: list[list[float | None]] | None = Field(
-        description="The metric per cell, rows over y, columns over x."
+    simulation: list[list[float | str | None]] | None = Field(
+        description="The metric per cell, rows over y, columns over x (strings for verdict)."
     )
-    theory: list[list[float | None]] | None
+    theory: list[list[float | str | None]] | None
     critical_curve: list[CriticalPoint] | None = Field(
         description="The edge of chaos chi_1(q*) = 1, when the axes are sigma_w2/std and sigma_b2."
     )

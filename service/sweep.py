@@ -17,12 +17,14 @@ import numpy as np
 
 from service import theory
 from service.activations import Activation, ActivationFn
+from service.diagnosis import diagnose
 from service.initializers import BiasNormal, BiasZeros, Normal
 from service.jobs import AnalysisJob, LayerSpec, NormalInput, RandomNormalGradient, Thresholds
 from service.simulation import simulate
 
 SweepParam = Literal["sigma_w2", "std", "sigma_b2", "depth", "width"]
-Metric = Literal["first_to_last", "last_std", "chi_1", "xi_c"]
+Metric = Literal["first_to_last", "last_std", "chi_1", "xi_c", "verdict"]
+Value = float | str | None  # a number, or for "verdict" a finding code / a phase
 Source = Literal["simulation", "theory", "both"]
 
 
@@ -86,8 +88,8 @@ class SweepJob:
 @dataclass(frozen=True)
 class SweepResult:
     job: SweepJob
-    simulation: tuple[tuple[float | None, ...], ...] | None  # [y][x]
-    theory: tuple[tuple[float | None, ...], ...] | None
+    simulation: tuple[tuple[Value, ...], ...] | None  # [y][x]
+    theory: tuple[tuple[Value, ...], ...] | None
     critical: tuple[tuple[float, float], ...] | None  # (sigma_w2, sigma_b2) on chi_1 = 1
     critical_note: str
 
@@ -117,7 +119,10 @@ def cell_job(job: SweepJob, cell: Cell) -> AnalysisJob:
     )
 
 
-def simulated(job: SweepJob, cell: Cell) -> float | None:
+def simulated(job: SweepJob, cell: Cell) -> Value:
+    if job.metric == "verdict":  # the most severe finding of the cell's diagnosis
+        analysis_job = cell_job(job, cell)
+        return diagnose(analysis_job, simulate(analysis_job)).verdict
     if job.metric in ("chi_1", "xi_c"):
         # Measured chi_1: the geometric mean of the per-layer gradient factor squared over the
         # deeper half of the layers (equal widths: E[g_{l-1}^2] / E[g_l^2] = chi_1(q^l), and
@@ -138,8 +143,11 @@ def simulated(job: SweepJob, cell: Cell) -> float | None:
     return sim.layers[-1].activations.std
 
 
-def predicted(job: SweepJob, cell: Cell) -> float | None:
+def predicted(job: SweepJob, cell: Cell) -> Value:
     act: ActivationFn = job.activation
+    if job.metric == "verdict":  # theory's counterpart of a verdict: the phase at q*
+        chi = theory.chi_1_at_fixed_point(act, cell.sigma_w2, cell.sigma_b2)
+        return theory.phase(chi) if math.isfinite(chi) else None
     if job.metric in ("chi_1", "xi_c"):
         q_star = theory.fixed_point(act, cell.sigma_w2, cell.sigma_b2)
         if not math.isfinite(q_star):

@@ -123,3 +123,21 @@ def test_sweep_budget(client: TestClient) -> None:
     response = client.post("/sweep", json=body)
     assert response.status_code == 422
     assert response.json()["detail"][0]["type"] == "compute_budget"
+
+
+def test_verdict_metric_labels_cells(client: TestClient) -> None:
+    body = {
+        **TANH,
+        "depth": 6,
+        "width": 40,
+        "samples": 64,
+        "metric": "verdict",
+        "x": {"param": "sigma_w2", "values": [0.05, 1.0, 25.0]},
+        "y": {"param": "sigma_b2", "values": [0.0]},
+    }
+    data = client.post("/sweep", json=body).json()
+    assert data["simulation"][0][0] == "vanishing_gradients"
+    assert data["simulation"][0][2] == "saturation"
+    assert data["theory"][0] == ["ordered", "critical", "chaotic"]
+    png = client.post("/sweep?format=png", json=body)
+    assert png.content.startswith(b"\x89PNG")
