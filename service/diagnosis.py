@@ -223,14 +223,19 @@ def _per_layer(first: float | None, last: float | None, steps: int) -> float | N
     return float((last / first) ** (1 / steps))
 
 
-def _edge_of_chaos(activation: act.ActivationFn, sigma_b2: float) -> str:
+def _edge_of_chaos(activation: act.ActivationFn, sigma_b2: float, sigma_w2: float) -> str:
     """The sigma_w^2 that puts chi_1(q*) at 1 for this activation and bias, or how near one
-    gets (Poole et al. 2016; Schoenholz et al. 2017)."""
+    gets (Poole et al. 2016; Schoenholz et al. 2017); ``sigma_w2`` is the network's own."""
     critical = theory.critical_sigma_w2(activation, sigma_b2)
     if critical is not None:
+        where = (
+            f"this network's sigma_w^2 = {sigma_w2:.4g} is on it"
+            if abs(sigma_w2 - critical) <= 0.02 * critical
+            else f"i.e. std = sqrt({critical:.4g} / fan_in)"
+        )
         return (
             f"Mean-field theory: with sigma_b^2 = {sigma_b2:.3g}, chi_1 = 1 (the edge of chaos) "
-            f"at sigma_w^2 = {critical:.4g}, i.e. std = sqrt({critical:.4g} / fan_in)."
+            f"at sigma_w^2 = {critical:.4g}; {where}."
         )
     nearest, chi = theory.nearest_to_critical(activation, sigma_b2)
     return (
@@ -295,8 +300,10 @@ def diagnose(
     recommendation = recommend(job, sim, found)
     if network_theory is not None and network_theory.applicable:
         activation = Counter(spec.activation for spec in job.layers).most_common(1)[0][0]
-        sigma_b2 = Counter(x.sigma_b2 for x in sim.layers).most_common(1)[0][0]
-        reason = f"{recommendation.reason} {_edge_of_chaos(activation, sigma_b2)}"
+        sigma_w2, sigma_b2 = Counter((x.sigma_w2, x.sigma_b2) for x in sim.layers).most_common(1)[
+            0
+        ][0]
+        reason = f"{recommendation.reason} {_edge_of_chaos(activation, sigma_b2, sigma_w2)}"
         depth = network_theory.trainable_depth
         if depth is not None and len(job.layers) > depth:
             reason += (
