@@ -18,6 +18,7 @@ from service.results import (
     Meta,
     NetworkTheory,
     Simulation,
+    as_float,
 )
 from service.simulation import simulate
 
@@ -41,10 +42,6 @@ def _gap(measured: float | None, predicted: float) -> float | None:
     if measured is None or predicted == 0 or not math.isfinite(predicted):
         return None
     return (measured - predicted) / predicted
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 def _layers(indices: list[int]) -> str:
@@ -147,13 +144,13 @@ def predict(job: AnalysisJob, sim: Simulation) -> NetworkTheory:
     return NetworkTheory(
         applicable=True,
         notes=tuple(notes),
-        q_star=_finite(q_star),
-        chi_1=_finite(chi),
+        q_star=as_float(q_star),
+        chi_1=as_float(chi),
         phase=theory.phase(chi) if math.isfinite(chi) else None,
         phase_tolerance=theory.PHASE_TOL,
-        xi_q=_finite(xi_q),
-        xi_c=_finite(xi_c),
-        trainable_depth=_finite(theory.trainable_depth(xi_c)),
+        xi_q=as_float(xi_q),
+        xi_c=as_float(xi_c),
+        trainable_depth=as_float(theory.trainable_depth(xi_c)),
         critical_sigma_w2=critical,
         layers=tuple(per_layer),
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from functools import cache
 from typing import Any
 
@@ -10,6 +9,7 @@ from pydantic import TypeAdapter
 
 from service.activations import ACTIVATIONS
 from service.initializers import BIAS_INITS, WEIGHT_INITS
+from service.results import as_float
 from service.schemas import ActivationInfo, InitializerInfo, Parameter
 
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
@@ -37,10 +37,6 @@ def _parameters(cls: type, tag: str) -> tuple[list[str], list[Parameter]]:
     return names, params
 
 
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
-
-
 @cache
 def activations() -> tuple[ActivationInfo, ...]:
     out = []
@@ -54,7 +50,7 @@ def activations() -> tuple[ActivationInfo, ...]:
                 formula=cls.formula,
                 parameters=params,
                 pytorch_gain=default.pytorch_gain,
-                natural_range=(_finite(low), _finite(high)),
+                natural_range=(as_float(low), as_float(high)),
                 saturating=cls.saturating,
             )
         )

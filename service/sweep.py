@@ -20,6 +20,7 @@ from service.activations import Activation, ActivationFn
 from service.diagnosis import diagnose
 from service.initializers import BiasNormal, BiasZeros, Normal
 from service.jobs import AnalysisJob, LayerSpec, NormalInput, RandomNormalGradient, Thresholds
+from service.results import as_float
 from service.simulation import simulate
 
 SweepParam = Literal["sigma_w2", "std", "sigma_b2", "depth", "width"]
@@ -94,10 +95,6 @@ class SweepResult:
     critical_note: str
 
 
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
 def cell_job(job: SweepJob, cell: Cell) -> AnalysisJob:
     """The analysis job behind one simulated cell."""
     weight = Normal(std=math.sqrt(cell.sigma_w2 / cell.width))
@@ -135,8 +132,8 @@ def simulated(job: SweepJob, cell: Cell) -> Value:
             return None
         chi = float(np.exp(np.mean(np.log(np.square(steps)))))
         if job.metric == "chi_1":
-            return _finite(chi)
-        return _finite(-1.0 / math.log(chi)) if chi < 1 else None
+            return as_float(chi)
+        return as_float(-1.0 / math.log(chi)) if chi < 1 else None
     sim = simulate(cell_job(job, cell))
     if job.metric == "first_to_last":
         return sim.layers[0].gradients.relative_to_last
@@ -153,16 +150,16 @@ def predicted(job: SweepJob, cell: Cell) -> Value:
         if not math.isfinite(q_star):
             return None
         if job.metric == "chi_1":
-            return _finite(theory.chi_1(act, q_star, cell.sigma_w2))
-        return _finite(theory.depth_scales(act, cell.sigma_w2, cell.sigma_b2)[1])
+            return as_float(theory.chi_1(act, q_star, cell.sigma_w2))
+        return as_float(theory.depth_scales(act, cell.sigma_w2, cell.sigma_b2)[1])
     layers = [(act, cell.sigma_w2, cell.sigma_b2, cell.width)] * cell.depth
     predictions = theory.propagate(layers, q0=1.0, input_dim=cell.width)
     if job.metric == "first_to_last":
         ratio = math.prod(x.gradient_ratio for x in predictions[1:])
-        return _finite(ratio)
+        return as_float(ratio)
     last = predictions[-1]
     mean = theory.expect(lambda a: act.forward(a), last.q)
-    return _finite(math.sqrt(max(last.second_moment - mean * mean, 0.0)))
+    return as_float(math.sqrt(max(last.second_moment - mean * mean, 0.0)))
 
 
 def critical_curve(job: SweepJob) -> tuple[tuple[tuple[float, float], ...] | None, str]:
