@@ -127,7 +127,7 @@ class AnalysisJob:
     thresholds: Thresholds
     seed: int
     dtype: DType
-    effective_rank: bool = True
+    effective_rank: bool = False
     theory: bool = True
     jacobian_samples: int = 0  # input-output Jacobian spectrum of the first k samples; 0: off
 

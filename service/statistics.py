@@ -67,58 +67,96 @@ def summarise(x: FloatArray) -> Summary:
     return Summary(x.size, finite, zeros, mean, mean_square, std, float(low), float(high))
 
 
-_BLOCK = 1 << 15  # values per histogram block: its float64 temporaries (256 KiB) stay in cache
+_BLOCK = 1 << 14  # values per histogram block: the block's temporaries stay in cache
 
 
-def histogram(x: FloatArray, bins: int, value_range: tuple[float, float]) -> Histogram:
+def _thresholds(edges: NDArray[np.float64], hi: float, dtype: np.dtype[Any]) -> FloatArray:
+    """``[-inf, t_0, ..., t_{bins-1}, g, +inf]`` in ``dtype``: t_k the least value of ``dtype``
+    at or above ``edges[k]`` and g the least above ``hi``, so that for x of that dtype
+    ``x >= edges[k]`` exactly when ``x >= t_k``, and ``x <= hi`` exactly when ``x < g``."""
+    inner = np.append(edges[:-1], hi)
+    t = inner.astype(dtype)
+    low = t < inner  # rounded down: step to the next representable value
+    low[-1] = t[-1] <= hi  # the last bin is closed: g is strictly above hi
+    t[low] = np.nextafter(t[low], dtype.type(np.inf))
+    return np.concatenate(([-np.inf], t, [np.inf])).astype(dtype)
+
+
+def histogram(
+    x: FloatArray, bins: int, value_range: tuple[float, float], *, finite: bool = False
+) -> Histogram:
     """Equal-width histogram over ``value_range`` that counts, rather than drops, the rest.
 
-    Binning is NumPy's: ``floor((x - lo) * bins / (hi - lo))`` in float64, a value within
-    rounding of an edge placed by comparison with the edge itself (a value on an edge lands in
-    the bin to its right), and the right edge in the last bin. Finite values outside the range
-    are ``underflow``/``overflow``; NaN and inf are ``non_finite``. Processed in blocks, so no
-    temporary is as large as ``x`` and each stays in cache; branch-free, so the cost does not
-    depend on how the values fall.
+    Bin i holds ``edges[i] <= x < edges[i + 1]``, the last bin also ``x == hi``, with the
+    reported float64 edges ``linspace(lo, hi, bins + 1)`` compared exactly (NumPy's rule,
+    applied to the float64 edges whatever the data's dtype). Finite values outside the range
+    are ``underflow``/``overflow``; NaN and inf are ``non_finite`` (``finite=True`` says the
+    caller already knows there are none).
+
+    Each cache-sized block is binned in the data's own precision: the position
+    ``x * s - c`` with ``s = bins / (hi - lo)`` and ``c = lo * s - 1`` is off by at most
+    ``eps * (2 * max(|lo|, |hi|) * s + |c| + bins + 2)`` (four roundings), so while that is
+    below 1/2 it is within one bin of the truth and one comparison with each
+    neighbouring edge (in the data's dtype, against the least value at or above the edge:
+    exact) puts every value where the edges say, as ``np.histogram`` corrects its own
+    positions. Ranges too wide or too narrow for that are binned by binary search over the
+    same thresholds: slower, equally exact.
     """
     lo, hi = value_range
     flat = x.reshape(-1)
+    dtype = flat.dtype
     edges = np.linspace(lo, hi, bins + 1)
-    # A range wider than the float range (say [-1e308, 1e308]) is binned in halves: x / 2 is
-    # exact, so every value lands where it would with infinite precision.
-    halve = not math.isfinite(hi - lo)
-    origin = lo / 2 if halve else lo
-    scale = bins / (hi / 2 - lo / 2) if halve else bins / (hi - lo)
-    tally = np.zeros(bins + 2, dtype=np.int64)  # [below lo, bin 0 .. bin bins-1, at or above hi]
-    overflow = non_finite = 0
+    thresholds = _thresholds(edges, hi, dtype)
+    eps = float(np.finfo(dtype).eps)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scale = bins / (hi - lo)
+        offset = lo * scale - 1.0
+    direct = (
+        math.isfinite(scale)
+        and eps * (2 * max(abs(lo), abs(hi)) * scale + abs(offset) + bins + 2) < 0.5
+        and abs(scale) < float(np.finfo(dtype).max)
+        and abs(offset) < float(np.finfo(dtype).max)
+    )
+    s, c = dtype.type(scale), dtype.type(offset)
+    size = min(_BLOCK, flat.size)
+    position = np.empty(size, dtype)
+    index = np.empty(size, np.intp)
+    neighbour = np.empty(size, dtype)
+    above = np.empty(size, np.intp)
+    step = np.empty(size, np.bool_)
+    tally = np.zeros(bins + 2, dtype=np.int64)  # [underflow, bin 0 .. bin bins-1, overflow]
+    non_finite = 0
     for start in range(0, flat.size, _BLOCK):
         block = flat[start : start + _BLOCK]
-        position = np.subtract(block / 2 if halve else block, origin, dtype=np.float64)
-        position *= scale  # in float64 whatever the data's dtype, as np.histogram does
-        if not np.isfinite(position.sum()):  # inf/NaN (or an overflowing sum): drop them, counted
+        if not finite and not np.isfinite(block.sum()):  # inf/NaN, or an overflowing sum
             keep = np.isfinite(block)
             non_finite += block.size - int(np.count_nonzero(keep))
-            block, position = block[keep], position[keep]
-        index_f = np.floor(position)
-        np.minimum(index_f, bins, out=index_f)
-        np.maximum(index_f, -1, out=index_f)
-        index = index_f.astype(np.intp)
-        # Rounding can put a value within an ulp of an edge on the wrong side: place those few
-        # by the edges themselves, as np.histogram does. (x == lo or hi is exact.)
-        np.subtract(position, np.rint(position), out=position)
-        near = np.abs(position, out=position) < 1e-9
-        suspect = np.flatnonzero(near & (block != lo) & (block != hi))
-        if suspect.size:
-            index[suspect] = np.searchsorted(edges, block[suspect], side="right") - 1
-        index += 1
-        tally += np.bincount(index, minlength=bins + 2)
-        overflow += int(np.count_nonzero(block > hi))
-    counts = tally[1 : bins + 1]
-    counts[-1] += int(tally[bins + 1]) - overflow  # values exactly at hi belong to the last bin
+            block = block[keep]
+        n = block.size
+        if not direct:
+            tally += np.bincount(
+                np.searchsorted(thresholds[1:-1], block, side="right"), minlength=bins + 2
+            )
+            continue
+        pos, idx, up = position[:n], index[:n], above[:n]
+        near, move = neighbour[:n], step[:n]
+        np.multiply(block, s, out=pos)
+        np.subtract(pos, c, out=pos)
+        np.clip(pos, 0, bins + 1, out=pos)
+        np.copyto(idx, pos, casting="unsafe")  # truncation: floor, positions being >= 0
+        np.take(thresholds, idx, out=near)  # lower neighbour
+        np.less(block, near, out=move)
+        idx -= move
+        np.add(idx, 1, out=up)
+        np.take(thresholds, up, out=near)  # upper neighbour
+        np.greater_equal(block, near, out=move)
+        idx += move
+        tally += np.bincount(idx, minlength=bins + 2)
     return Histogram(
         edges=tuple(edges.tolist()),  # exactly the edges the values were binned against
-        counts=tuple(counts.tolist()),
+        counts=tuple(tally[1:-1].tolist()),
         underflow=int(tally[0]),
-        overflow=overflow,
+        overflow=int(tally[-1]),
         non_finite=non_finite,
     )
 

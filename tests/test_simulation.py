@@ -275,6 +275,15 @@ def test_effective_rank_of_known_spectra() -> None:
     assert effective_rank(m) == pytest.approx(np.exp(-np.sum(p * np.log(p))), rel=1e-9)
 
 
+def test_effective_rank_is_computed_only_when_asked_for() -> None:
+    network = {"input_dim": 8, "depth": 2, "width": 8, "activation": "tanh", "init": "orthogonal"}
+    body = {"network": network, "input": {"samples": 50}}
+    assert all(layer.effective_rank is None for layer in analyze(make_job(body)).simulation.layers)
+    asked = make_job({**body, "statistics": {"effective_rank": True}})
+    ranks = [layer.effective_rank for layer in analyze(asked).simulation.layers]
+    assert all(rank is not None and 1.0 < rank <= 8.0 for rank in ranks)
+
+
 def test_constant_init_gives_identical_units_and_rank_one() -> None:
     job = make_job(
         {
@@ -286,6 +295,7 @@ def test_constant_init_gives_identical_units_and_rank_one() -> None:
                 "init": {"scheme": "constant", "value": 0.05},
             },
             "input": {"samples": 200},
+            "statistics": {"effective_rank": True},
         }
     )
     result = analyze(job)
