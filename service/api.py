@@ -12,8 +12,9 @@ from fastapi import Depends, FastAPI, Query, Request, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
-from service import __version__, catalogue, media
+from service import __version__, cache, catalogue, logs, media, metrics
 from service.analysis import analyze
 from service.config import Settings, get_settings
 from service.errors import InvalidRequest, NotAcceptable
@@ -93,60 +94,76 @@ def _image(content: bytes, representation: Representation) -> Response:
     return Response(content, media_type=media.MEDIA_TYPES[representation], headers=VARY)
 
 
+def _json(model: BaseModel) -> Response:
+    """The bytes FastAPI would write for the response model (kept whole by the cache)."""
+    return Response(model.model_dump_json(), media_type="application/json", headers=VARY)
+
+
 async def analyze_route(
+    request: Request,
     body: AnalyzeRequest,
     settings: SettingsDep,
     runner: RunnerDep,
     wanted: RepresentationDep,
-    response: Response,
-) -> Any:
+) -> Response:
     """Simulate the network on the requested input and return per-layer statistics, gradient
     decay and a diagnosis — as JSON, or drawn as PNG or SVG."""
     representation, options = wanted
-    result = await runner.run(analyze, body.job(settings))
-    if representation == "json":
-        response.headers.update(VARY)
-        return AnalyzeResponse.from_result(result)
-    return _image(await runner.run(render_analysis, result, options), representation)
+    job = body.job(settings)
+
+    async def compute() -> Response:
+        result = await runner.run(analyze, job)
+        if representation == "json":
+            return _json(AnalyzeResponse.from_result(result))
+        return _image(await runner.run(render_analysis, result, options), representation)
+
+    return await cache.respond(request, body, wanted, compute)
 
 
 async def compare_route(
+    request: Request,
     body: CompareRequest,
     settings: SettingsDep,
     runner: RunnerDep,
     wanted: RepresentationDep,
-    response: Response,
-) -> Any:
+) -> Response:
     """Analyse 2 to 8 variants of a network on the same input and upstream gradient: every
     analysis and a comparison table, or one figure with a row per variant."""
     representation, options = wanted
     jobs = to_jobs(body, settings)
-    results = await asyncio.gather(*(runner.run(analyze, job) for _, job in jobs))
-    comparison = Comparison(
-        tuple(Variant(name, result) for (name, _), result in zip(jobs, results, strict=True))
-    )
-    if representation == "json":
-        response.headers.update(VARY)
-        return CompareResponse.from_result(comparison)
-    return _image(await runner.run(render_comparison, comparison, options), representation)
+
+    async def compute() -> Response:
+        results = await asyncio.gather(*(runner.run(analyze, job) for _, job in jobs))
+        comparison = Comparison(
+            tuple(Variant(name, result) for (name, _), result in zip(jobs, results, strict=True))
+        )
+        if representation == "json":
+            return _json(CompareResponse.from_result(comparison))
+        return _image(await runner.run(render_comparison, comparison, options), representation)
+
+    return await cache.respond(request, body, wanted, compute)
 
 
 async def sweep_route(
+    request: Request,
     body: SweepRequest,
     settings: SettingsDep,
     runner: RunnerDep,
     wanted: RepresentationDep,
-    response: Response,
-) -> Any:
+) -> Response:
     """A grid over two of sigma_w^2 (or the weight std), sigma_b^2, depth and width for one
     activation: a metric per cell from simulation, mean-field theory or both, and the
     theoretical edge of chaos — as JSON or a heatmap."""
     representation, options = wanted
-    result = await runner.run(run_sweep, body.job(settings))
-    if representation == "json":
-        response.headers.update(VARY)
-        return SweepResponse.from_result(result)
-    return _image(await runner.run(render_sweep, result, options), representation)
+    job = body.job(settings)
+
+    async def compute() -> Response:
+        result = await runner.run(run_sweep, job)
+        if representation == "json":
+            return _json(SweepResponse.from_result(result))
+        return _image(await runner.run(render_sweep, result, options), representation)
+
+    return await cache.respond(request, body, wanted, compute)
 
 
 async def list_activations() -> tuple[ActivationInfo, ...]:
@@ -247,6 +264,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.runner = None
+    cache.install(app, settings)
     for path, endpoint, model, summary in (
         ("/analyze", analyze_route, AnalyzeResponse, "Analyse a network's initialisation"),
         ("/compare", compare_route, CompareResponse, "Compare initialisations side by side"),
@@ -280,4 +298,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(InvalidRequest, invalid_request)
     app.add_exception_handler(NotAcceptable, not_acceptable)
     app.add_exception_handler(RequestValidationError, invalid_body)
+    metrics.install(app)  # the runner's observer is app.state.metrics
+    logs.install(app)  # after metrics: its middleware is the outer one
     return app

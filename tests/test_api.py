@@ -91,7 +91,8 @@ def test_analyze_returns_every_documented_key(client: TestClient) -> None:
 
 def test_same_request_same_numbers(client: TestClient) -> None:
     first = client.post("/analyze", json=SHORTHAND).json()
-    second = client.post("/analyze", json=SHORTHAND).json()
+    # no-cache: recomputed, not the stored copy of the first answer
+    second = client.post("/analyze", json=SHORTHAND, headers={"cache-control": "no-cache"}).json()
     first["meta"].pop("elapsed_ms")
     second["meta"].pop("elapsed_ms")
     assert first == second
