@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from service import __version__, cache, catalogue, logs, media, metrics
 from service.analysis import analyze
 from service.config import Settings, get_settings
-from service.errors import InvalidRequest, NotAcceptable
+from service.errors import InvalidRequest, NotAcceptable, RunnerError
 from service.jobs import FigureFormat, FigureOptions
 from service.media import Representation
 from service.render import render_analysis, render_comparison, render_sweep
@@ -65,9 +65,11 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-def _runner(request: Request) -> Runner:
+async def _runner(request: Request) -> AsyncIterator[Runner]:
+    """The pool, with this request admitted: its slot and deadline cover every job it runs."""
     runner: Runner = request.app.state.runner
-    return runner
+    async with runner.admit():
+        yield runner
 
 
 async def _representation(
@@ -181,10 +183,16 @@ async def livez() -> dict[str, str]:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    ready = getattr(request.app.state, "runner", None) is not None
+    runner: Runner | None = request.app.state.runner
+    if runner is None:
+        state = "starting"
+    elif runner.draining:
+        state = "draining"
+    else:
+        state = "ready" if runner.ready else "degraded"
     return JSONResponse(
-        {"status": "ready" if ready else "starting"},
-        status_code=status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE,
+        {"status": state},
+        status_code=status.HTTP_200_OK if state == "ready" else status.HTTP_503_SERVICE_UNAVAILABLE,
     )
 
 
@@ -242,6 +250,12 @@ async def invalid_body(request: Request, exc: Exception) -> JSONResponse:
     return _unprocessable({**e, "loc": _clean_loc(e["loc"])} for e in exc.errors())
 
 
+async def runner_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RunnerError)
+    headers = {} if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
+    return JSONResponse({"detail": str(exc)}, exc.status, headers=headers)
+
+
 async def not_acceptable(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status.HTTP_406_NOT_ACCEPTABLE, headers=VARY)
 
@@ -256,8 +270,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            app.state.runner = None
-            runner.close()
+            await runner.shutdown()
 
     app = FastAPI(
         title="initscope", version=__version__, description=DESCRIPTION, lifespan=lifespan
@@ -297,6 +310,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_api_route("/readyz", readyz, methods=["GET"], tags=["probes"])
     app.add_exception_handler(InvalidRequest, invalid_request)
     app.add_exception_handler(NotAcceptable, not_acceptable)
+    app.add_exception_handler(RunnerError, runner_error)
     app.add_exception_handler(RequestValidationError, invalid_body)
     metrics.install(app)  # the runner's observer is app.state.metrics
     logs.install(app)  # after metrics: its middleware is the outer one

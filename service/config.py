@@ -5,10 +5,20 @@ from __future__ import annotations
 import os
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+MiB = 2**20
+# A worker's address space before any request: Python, NumPy, SciPy, Matplotlib and the
+# engine take ~360 MiB; each OpenBLAS thread reserves ~40 MiB more (NumPy and SciPy each
+# bring one OpenBLAS). Measured with /proc/self/status VmPeak on x86-64 Linux.
+WORKER_BASELINE_BYTES = 512 * MiB
+# Default room above the request budget: the baseline, a figure, the pickled result.
+WORKER_HEADROOM_BYTES = 1024 * MiB
 
 
 def _usable_cpus() -> int:
@@ -25,6 +35,14 @@ class Settings(BaseSettings):
     ``samples * sum(fan_in * fan_out)``; the backward pass costs twice that again.
     The default admits the benchmark's largest shape (2048 x 10 layers x 1024 units,
     about 2.1e10) and little more: a few seconds on a 2-core machine.
+
+    Resource consumption is bounded at three levels: a request's size (``max_*``, the compute
+    and memory budgets, checked before any work), the process (``worker_memory_bytes`` caps
+    each worker's address space, ``request_timeout_s`` kills work that runs too long), and the
+    server (at most ``max_in_flight`` requests hold the pool and ``max_queue`` wait; the rest
+    get 503 at once). The memory budget is an estimate of one simulation's arrays; the cap
+    must leave ``WORKER_BASELINE_BYTES`` above it for the interpreter and its libraries, and
+    ``workers * worker_memory_bytes`` should fit in the machine's (or container's) memory.
     """
 
     model_config = SettingsConfigDict(env_prefix="INITSCOPE_", extra="ignore", frozen=True)
@@ -43,10 +61,42 @@ class Settings(BaseSettings):
     compute_budget: PositiveInt = 24_000_000_000
     memory_budget_bytes: PositiveInt = 1_500_000_000
 
+    worker_memory_bytes: PositiveInt | None = None
+    max_in_flight: PositiveInt | None = None
+    max_queue: NonNegativeInt | None = None
+    request_timeout_s: PositiveFloat = 30.0
+    shutdown_timeout_s: PositiveFloat = 10.0
+    retry_after_s: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _budget_fits_under_the_cap(self) -> Settings:
+        if self.worker_memory_limit < self.memory_budget_bytes + WORKER_BASELINE_BYTES:
+            raise ValueError(
+                f"worker_memory_bytes ({self.worker_memory_limit / MiB:.0f} MiB) must exceed "
+                f"memory_budget_bytes ({self.memory_budget_bytes / MiB:.0f} MiB) by at least "
+                f"{WORKER_BASELINE_BYTES / MiB:.0f} MiB, a worker's own footprint"
+            )
+        return self
+
     @property
     def threads_per_worker(self) -> int:
         """BLAS threads per worker: given, or the usable CPUs shared among the workers."""
         return self.blas_threads or max(1, _usable_cpus() // self.workers)
+
+    @property
+    def worker_memory_limit(self) -> int:
+        """RLIMIT_AS of each worker: given, or the request budget plus the default headroom."""
+        return self.worker_memory_bytes or self.memory_budget_bytes + WORKER_HEADROOM_BYTES
+
+    @property
+    def in_flight_limit(self) -> int:
+        """Requests running at once: given, or one per worker."""
+        return self.max_in_flight or self.workers
+
+    @property
+    def queue_limit(self) -> int:
+        """Admitted requests waiting for a slot: given, or two per worker."""
+        return 2 * self.workers if self.max_queue is None else self.max_queue
 
 
 def get_settings() -> Settings:

@@ -1,0 +1,190 @@
+"""Load benchmark: the HTTP service under concurrent clients on loopback. Run by hand.
+
+    .venv/bin/python benchmarks/load.py [--url http://127.0.0.1:8000] [--requests 300]
+
+Without ``--url`` it starts ``python -m service`` on a free port (default settings) and stops
+it afterwards. Every phase is bounded by ``--requests`` and ``--seconds``. Phases:
+
+1. the book's request (examples/analyze-sigmoid-std1.json: 5 x 100 sigmoid, 1000 samples)
+   from 1, 4 and 16 closed-loop clients: throughput, p50/p99 latency, share of 503s;
+2. the same at 4 clients while two expensive requests (2048 x 10 x 1024) keep running,
+   with /livez probed alongside: do cheap requests starve, does /livez stay fast?
+3. 64 clients, far beyond the slots and the queue: the share of immediate 503s.
+
+The compute limit is usable CPUs / the engine time of one book request measured in this
+process (``analyze`` on one BLAS thread, best of 5); the ratio of the saturated throughput
+to it says how much the HTTP layer, pickling and scheduling cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if importlib.util.find_spec("service") is None:  # run as a file without the editable install
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+from threadpoolctl import threadpool_limits
+
+from service.analysis import analyze
+from service.config import Settings
+from service.schemas import AnalyzeRequest
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = json.loads((ROOT / "examples" / "analyze-sigmoid-std1.json").read_text())
+EXPENSIVE = {
+    "network": {
+        "input_dim": 1024,
+        "depth": 10,
+        "width": 1024,
+        "activation": "relu",
+        "init": "he_normal",
+    },
+    "input": {"samples": 2048},
+}
+
+
+@dataclass
+class Phase:
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def add(self, status: int, latency: float) -> None:
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        if status == 200:
+            self.latencies.append(latency)
+
+    def line(self, label: str) -> str:
+        done = sum(self.statuses.values())
+        ok = sorted(self.latencies)
+
+        def pct(q: float) -> float:
+            return 1000 * ok[min(len(ok) - 1, int(q * len(ok)))] if ok else float("nan")
+
+        return (
+            f"{label:<34} {done:>5} req  {len(ok) / self.seconds:>7.1f} ok/s  "
+            f"p50 {pct(0.5):>7.1f} ms  p99 {pct(0.99):>7.1f} ms  "
+            f"503 {self.statuses.get(503, 0) / max(done, 1):>5.1%}  "
+            f"{dict(sorted(self.statuses.items()))}"
+        )
+
+
+async def _clients(
+    client: httpx.AsyncClient, path: str, body: Any, n: int, requests: int, seconds: float
+) -> Phase:
+    phase = Phase()
+    budget = iter(range(requests))
+    end = time.perf_counter() + seconds
+
+    async def one() -> None:
+        while next(budget, None) is not None and time.perf_counter() < end:
+            start = time.perf_counter()
+            if body is None:
+                response = await client.get(path)
+            else:
+                response = await client.post(path, json=body)
+            phase.add(response.status_code, time.perf_counter() - start)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(n)))
+    phase.seconds = time.perf_counter() - start
+    return phase
+
+
+def engine_seconds() -> float:
+    job = AnalyzeRequest.model_validate(BOOK).job(Settings())
+    with threadpool_limits(limits=1):
+        analyze(job)
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            analyze(job)
+            times.append(time.perf_counter() - start)
+    return min(times)
+
+
+async def bench(url: str, requests: int, seconds: float) -> None:
+    limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        await _clients(client, "/analyze", BOOK, 2, 10, seconds)  # warm-up
+        saturated = 0.0
+        for n in (1, 4, 16):
+            phase = await _clients(client, "/analyze", BOOK, n, requests, seconds)
+            print(phase.line(f"book request, {n} clients"), flush=True)
+            saturated = max(saturated, len(phase.latencies) / phase.seconds)
+
+        expensive = [asyncio.create_task(client.post("/analyze", json=EXPENSIVE)) for _ in range(2)]
+        await asyncio.sleep(0.5)  # let them take their slots
+        cheap, livez = await asyncio.gather(
+            _clients(client, "/analyze", BOOK, 4, requests // 3, seconds),
+            _clients(client, "/livez", None, 1, requests, seconds),
+        )
+        print(cheap.line("book, 4 clients, 2 expensive"))
+        print(livez.line("/livez meanwhile"))
+        statuses = [(await task).status_code for task in expensive]
+        print(f"{'expensive requests':<34} statuses {statuses}")
+
+        overload = await _clients(client, "/analyze", BOOK, 64, requests, seconds)
+        print(overload.line("book request, 64 clients"))
+
+    cpus = len(os.sched_getaffinity(0))
+    engine = engine_seconds()
+    limit = cpus / engine
+    print(
+        f"\nengine time of the book request {1000 * engine:.1f} ms on one thread; compute limit "
+        f"{cpus} CPUs / that = {limit:.1f} req/s; saturated throughput {saturated:.1f} req/s; "
+        f"ratio {saturated / limit:.2f}"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="a running server; default: start one")
+    parser.add_argument("--requests", type=int, default=300, help="per phase")
+    parser.add_argument("--seconds", type=float, default=20.0, help="per phase")
+    args = parser.parse_args()
+    if args.url:
+        asyncio.run(bench(args.url, args.requests, args.seconds))
+        return
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        asyncio.run(bench(url, args.requests, args.seconds))
+    finally:
+        server.terminate()
+        print(f"server exit code after SIGTERM: {server.wait(timeout=30)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""SIGTERM to a real ``python -m service`` while a request runs: it is answered, the process
+exits 0, and the whole shutdown is bounded by ``shutdown_timeout_s``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import httpx
+
+from tests.test_runner import BIG, BOOK
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _poll(check: Any, seconds: float) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_sigterm_drains_and_exits_zero() -> None:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "INITSCOPE_WORKERS": "1",
+        "INITSCOPE_BLAS_THREADS": "1",
+        "INITSCOPE_MAX_IN_FLIGHT": "1",
+        "INITSCOPE_MAX_QUEUE": "0",
+        "INITSCOPE_SHUTDOWN_TIMEOUT_S": "1",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+
+            def ready() -> bool:
+                try:
+                    return client.get("/readyz").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            assert _poll(ready, 60), "the server did not become ready"
+            slow: dict[str, httpx.Response] = {}
+            thread = threading.Thread(
+                target=lambda: slow.update(response=client.post("/analyze", json=BIG))
+            )
+            thread.start()
+            # the slot is taken (the queue is 0) once a cheap request is refused
+            assert _poll(lambda: client.post("/analyze", json=BOOK).status_code == 503, 30)
+
+            sent = time.monotonic()
+            server.send_signal(signal.SIGTERM)
+            exit_code = server.wait(timeout=30)
+            elapsed = time.monotonic() - sent
+            thread.join(timeout=5)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        assert server.stderr is not None
+        stderr = server.stderr.read().decode()
+        server.stderr.close()
+
+    assert exit_code == 0, stderr
+    assert elapsed < 1 + 5  # shutdown_timeout_s and a generous margin for a busy machine
+    response = slow["response"]
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "1"
+    assert "shutting down" in response.json()["detail"]
