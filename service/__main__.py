@@ -16,6 +16,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from service import logs
 from service.api import create_app
 from service.config import Settings
 from service.runner import Runner
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> None:
         host=args.host,
         port=args.port,
         timeout_graceful_shutdown=int(defaults.shutdown_timeout_s) + 2,  # a backstop
+        log_config=logs.log_config(defaults.log_level, defaults.log_json),
+        access_log=False,  # service.logs writes one JSON line per request instead
     )
     # uvicorn re-raises the signal it caught once it has shut down gracefully; with the
     # default action that would end a clean drain with status 143 instead of 0.

@@ -65,11 +65,9 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-async def _runner(request: Request) -> AsyncIterator[Runner]:
-    """The pool, with this request admitted: its slot and deadline cover every job it runs."""
+def _runner(request: Request) -> Runner:
     runner: Runner = request.app.state.runner
-    async with runner.admit():
-        yield runner
+    return runner
 
 
 async def _representation(
@@ -114,10 +112,11 @@ async def analyze_route(
     job = body.job(settings)
 
     async def compute() -> Response:
-        result = await runner.run(analyze, job)
-        if representation == "json":
-            return _json(AnalyzeResponse.from_result(result))
-        return _image(await runner.run(render_analysis, result, options), representation)
+        async with runner.admit():  # a slot and a deadline for every job it runs
+            result = await runner.run(analyze, job)
+            if representation == "json":
+                return _json(AnalyzeResponse.from_result(result))
+            return _image(await runner.run(render_analysis, result, options), representation)
 
     return await cache.respond(request, body, wanted, compute)
 
@@ -135,13 +134,16 @@ async def compare_route(
     jobs = to_jobs(body, settings)
 
     async def compute() -> Response:
-        results = await asyncio.gather(*(runner.run(analyze, job) for _, job in jobs))
-        comparison = Comparison(
-            tuple(Variant(name, result) for (name, _), result in zip(jobs, results, strict=True))
-        )
-        if representation == "json":
-            return _json(CompareResponse.from_result(comparison))
-        return _image(await runner.run(render_comparison, comparison, options), representation)
+        async with runner.admit():  # a slot and a deadline for every job it runs
+            results = await asyncio.gather(*(runner.run(analyze, job) for _, job in jobs))
+            comparison = Comparison(
+                tuple(
+                    Variant(name, result) for (name, _), result in zip(jobs, results, strict=True)
+                )
+            )
+            if representation == "json":
+                return _json(CompareResponse.from_result(comparison))
+            return _image(await runner.run(render_comparison, comparison, options), representation)
 
     return await cache.respond(request, body, wanted, compute)
 
@@ -160,10 +162,11 @@ async def sweep_route(
     job = body.job(settings)
 
     async def compute() -> Response:
-        result = await runner.run(run_sweep, job)
-        if representation == "json":
-            return _json(SweepResponse.from_result(result))
-        return _image(await runner.run(render_sweep, result, options), representation)
+        async with runner.admit():  # a slot and a deadline for every job it runs
+            result = await runner.run(run_sweep, job)
+            if representation == "json":
+                return _json(SweepResponse.from_result(result))
+            return _image(await runner.run(render_sweep, result, options), representation)
 
     return await cache.respond(request, body, wanted, compute)
 
@@ -265,7 +268,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runner = Runner(settings)
+        runner = Runner(settings, observer=app.state.metrics)
         app.state.runner = runner
         try:
             yield

@@ -25,26 +25,23 @@ from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel
 
 from service import __version__
+from service.config import Settings
 from service.jobs import FigureOptions
 from service.media import Representation
 
 
 @dataclass(frozen=True)
 class CacheConfig:
-    """Read from ``Settings`` (``cache_max_entries``, ``cache_max_bytes``, ``cache_max_age``)
-    when it has them; 0 entries or bytes turns the store off (ETags and 304s remain)."""
+    """``Settings.cache_max_entries``, ``cache_max_bytes`` and ``cache_max_age``; 0 entries or
+    bytes turns the store off (ETags and 304s remain)."""
 
     max_entries: int = 256
     max_bytes: int = 64 * 2**20
     max_age: int = 86_400  # seconds a client may reuse a result before revalidating
 
     @classmethod
-    def from_settings(cls, settings: object) -> CacheConfig:
-        return cls(
-            max_entries=getattr(settings, "cache_max_entries", cls.max_entries),
-            max_bytes=getattr(settings, "cache_max_bytes", cls.max_bytes),
-            max_age=getattr(settings, "cache_max_age", cls.max_age),
-        )
+    def from_settings(cls, settings: Settings) -> CacheConfig:
+        return cls(settings.cache_max_entries, settings.cache_max_bytes, settings.cache_max_age)
 
 
 @dataclass(frozen=True)
@@ -144,7 +141,7 @@ async def respond(
     return response
 
 
-def install(app: FastAPI, settings: object) -> ResponseCache:
+def install(app: FastAPI, settings: Settings) -> ResponseCache:
     cache = ResponseCache(CacheConfig.from_settings(settings))
     app.state.cache = cache
     return cache

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     request_timeout_s: PositiveFloat = 30.0
     shutdown_timeout_s: PositiveFloat = 10.0
     retry_after_s: PositiveInt = 1
+
+    cache_max_entries: NonNegativeInt = 256
+    cache_max_bytes: NonNegativeInt = 64 * 2**20
+    cache_max_age: NonNegativeInt = 86_400
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_json: bool = True
 
     @model_validator(mode="after")
     def _budget_fits_under_the_cap(self) -> Settings:

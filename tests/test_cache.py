@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from types import SimpleNamespace
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -46,9 +46,15 @@ SWEEP: dict[str, Any] = {
 class CountingRunner:
     """Runs each job in this process and records it: what the cache skips is not recorded."""
 
+    draining, ready = False, True
+
     def __init__(self, failures: int = 0) -> None:
         self.calls: list[str] = []
         self.failures = failures
+
+    @contextlib.asynccontextmanager
+    async def admit(self) -> AsyncIterator[None]:
+        yield
 
     async def run(self, fn: Callable[..., Any], *args: object) -> Any:
         self.calls.append(fn.__name__)
@@ -266,10 +272,8 @@ def test_zero_entries_disables_the_store() -> None:
     assert len(cache) == 0
 
 
-def test_config_reads_settings_when_they_have_the_fields() -> None:
-    assert CacheConfig.from_settings(SimpleNamespace(cache_max_entries=3)) == CacheConfig(
-        max_entries=3
-    )
+def test_config_reads_settings() -> None:
+    assert CacheConfig.from_settings(Settings(cache_max_entries=3)) == CacheConfig(max_entries=3)
     assert CacheConfig.from_settings(Settings()) == CacheConfig()
 
 

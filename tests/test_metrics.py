@@ -125,3 +125,12 @@ def test_openmetrics_on_request(fresh: TestClient) -> None:
 
 def test_metrics_is_not_in_the_openapi_document(app: FastAPI) -> None:
     assert "/metrics" not in app.openapi()["paths"]
+
+
+def test_the_real_runner_reports_job_durations_to_the_apps_metrics(app: FastAPI) -> None:
+    with TestClient(app) as client:
+        assert client.post("/analyze", json=SMALL).status_code == 200
+        samples = scrape(client)
+    count = value(samples, "initscope_job_duration_seconds_count", task="analyze", outcome="ok")
+    assert count == 1.0
+    assert value(samples, "initscope_runner_in_flight") == 0.0
