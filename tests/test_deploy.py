@@ -111,7 +111,8 @@ def test_pod_is_locked_down(container: dict[str, Any]) -> None:
     assert dockerfile_user is not None
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert str(pod["securityContext"]["runAsUser"]) == dockerfile_user[1]
-    assert pod["terminationGracePeriodSeconds"] > DRAIN_BOUND_S
+    pause = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+    assert pod["terminationGracePeriodSeconds"] > pause + DRAIN_BOUND_S
     security = container["securityContext"]
     assert security["readOnlyRootFilesystem"] is True
     assert security["allowPrivilegeEscalation"] is False
