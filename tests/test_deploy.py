@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml"))
 DOCUMENTS = [doc for path in MANIFESTS for doc in yaml.safe_load_all(path.read_text())]
 BIN = Path(sys.executable).parent  # the dev venv's tools: hadolint, yamllint, kubernetes-validate
-DRAIN_BOUND_S = 30  # the app finishes requests in flight within this after SIGTERM
+BACKSTOP_S = 2  # python -m service: uvicorn's graceful-shutdown timeout is the drain bound + 2
 
 
 def run_tool(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -112,7 +112,9 @@ def test_pod_is_locked_down(container: dict[str, Any]) -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert str(pod["securityContext"]["runAsUser"]) == dockerfile_user[1]
     pause = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
-    assert pod["terminationGracePeriodSeconds"] > pause + DRAIN_BOUND_S
+    env = {item["name"]: item["value"] for item in container["env"]}
+    drain = float(env["INITSCOPE_SHUTDOWN_TIMEOUT_S"])
+    assert pod["terminationGracePeriodSeconds"] > pause + drain + BACKSTOP_S
     security = container["securityContext"]
     assert security["readOnlyRootFilesystem"] is True
     assert security["allowPrivilegeEscalation"] is False
@@ -137,3 +139,15 @@ def test_service_hpa_and_pdb_select_the_deployment() -> None:
     assert metric["resource"]["name"] == "cpu"
     assert metric["resource"]["target"]["type"] == "Utilization"
     assert hpa["minReplicas"] >= 2  # with the PDB's minAvailable 1, a drain keeps one pod
+
+
+def test_manifest_environment_is_valid_settings(container: dict[str, Any]) -> None:
+    env = {item["name"]: item["value"] for item in container["env"]}
+    ours = {
+        name.removeprefix("INITSCOPE_").lower(): value
+        for name, value in env.items()
+        if name.startswith("INITSCOPE_")
+    }
+    settings = Settings.model_validate(ours)
+    assert settings.workers == int(env["INITSCOPE_WORKERS"])
+    assert settings.request_timeout_s == float(env["INITSCOPE_REQUEST_TIMEOUT_S"])
