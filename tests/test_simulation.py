@@ -340,3 +340,56 @@ def test_float32_values_are_binned_against_the_reported_float64_edges() -> None:
     expected, edges = np.histogram(x.astype(np.float64), bins=30, range=(0.0, 1.0))
     assert list(hist.counts) == expected.tolist()
     assert hist.edges == tuple(edges.tolist())
+
+
+def _reference_histogram(x: np.ndarray, edges: np.ndarray) -> tuple[list[int], int, int]:
+    """Bin i holds edges[i] <= x < edges[i+1] (the last bin closed), compared in float64."""
+    v = x.astype(np.float64)
+    index = np.searchsorted(edges, v, side="right") - 1
+    index[v == edges[-1]] = len(edges) - 2
+    inside = (v >= edges[0]) & (v <= edges[-1])
+    counts = np.bincount(index[inside], minlength=len(edges) - 1)
+    return (
+        counts.tolist(),
+        int(np.count_nonzero(v < edges[0])),
+        int(np.count_nonzero(v > edges[-1])),
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    ("low", "high", "bins"),
+    [
+        (0.0, 1.0, 30),
+        (-1.0, 1.0, 30),
+        (-1.0, 1.0, 7),
+        (0.0, 4.2, 1000),
+        (-3.7, 0.0, 17),
+        (1000.0, 1000.001, 10),
+        (-1e-30, 3e-30, 9),
+        (2.5, 1e6, 40),
+        (-1e30, 1e30, 20),
+    ],
+)
+def test_histogram_agrees_with_exact_comparisons_next_to_every_edge(
+    dtype: type[np.floating[Any]], low: float, high: float, bins: int
+) -> None:
+    """Values on, and a few representable steps either side of, every edge; zeros, signed
+    tiny values and random ones: every value lands where comparing it with the float64 edges
+    puts it, however the fast path rounds."""
+    rng = np.random.default_rng(bins)
+    edges = np.linspace(low, high, bins + 1)
+    around = [edges.astype(dtype)]
+    for direction in (-np.inf, np.inf):
+        step = around[0]
+        for _ in range(3):
+            step = np.nextafter(step, dtype(direction))
+            around.append(step)
+    tiny = np.array([0.0, -0.0, np.finfo(dtype).smallest_subnormal, -np.finfo(dtype).tiny])
+    spread = rng.uniform(low - (high - low) / 4, high + (high - low) / 4, 5000)
+    x = np.concatenate([*around, tiny.astype(dtype), spread.astype(dtype)])
+    hist = histogram(x, bins, (low, high))
+    counts, underflow, overflow = _reference_histogram(x, edges)
+    assert list(hist.counts) == counts
+    assert (hist.underflow, hist.overflow) == (underflow, overflow)
+    assert hist.total == x.size
