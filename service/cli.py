@@ -34,6 +34,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from service import catalogue, client, errors
 from service.analysis import analyze
@@ -188,15 +189,31 @@ def exit_status(answer: object) -> int:
     return OK if all(v == "healthy" for v in verdicts) else FINDINGS
 
 
+def _table(title: str, columns: Sequence[str], right: Sequence[str] = ()) -> Table:
+    table = Table(title=Text(title), title_justify="left")
+    for column in columns:
+        table.add_column(Text(column), justify="right" if column in right else "left")
+    return table
+
+
+def _row(table: Table, *cells: str) -> None:
+    table.add_row(*(Text(cell) for cell in cells))  # Text: no markup, no highlighting
+
+
+def _layers(indices: Sequence[int]) -> str:
+    if len(indices) > 2 and list(indices) == list(range(indices[0], indices[-1] + 1)):
+        return f"layers {indices[0]}-{indices[-1]}"
+    return ("layer " if len(indices) == 1 else "layers ") + ", ".join(map(str, indices))
+
+
 def show_analysis(out: Console, result: AnalyzeResponse) -> None:
-    table = Table(title="per layer", title_justify="left")
-    for column in ("layer", "units", "activation", "init", "std", "saturated", "dead"):
-        table.add_column(column, justify="left" if column in ("activation", "init") else "right")
-    table.add_column("E[phi'^2]", justify="right")
-    table.add_column("gradient / last", justify="right")
+    numbers = ("layer", "units", "std", "saturated", "dead", "E[phi'^2]", "gradient / last")
+    columns = ("layer", "units", "activation", "init", *numbers[2:])
+    table = _table("per layer", columns, right=numbers)
     for layer in result.layers:
         stats = layer.activations
-        table.add_row(
+        _row(
+            table,
             str(layer.index),
             str(layer.units),
             layer.activation,
@@ -209,34 +226,36 @@ def show_analysis(out: Console, result: AnalyzeResponse) -> None:
         )
     out.print(table)
     decay = result.gradient_decay
-    out.print(
-        f"gradient, layer 1 / last: {_num(decay.first_to_last)} "
+    lines = [
+        f"gradient RMS, layer 1 / last layer: {_num(decay.first_to_last)} "
         f"({_num(decay.per_layer_factor)} per layer)"
-    )
+    ]
     theory = result.theory
     if theory is not None and theory.applicable:
-        out.print(
+        lines.append(
             f"mean-field theory: {theory.phase}, chi_1(q*) = {_num(theory.chi_1)}, "
             f"q* = {_num(theory.q_star)}, trainable depth ~ {_num(theory.trainable_depth)}"
         )
+    for line in lines:
+        out.print(Text(line))
     diagnosis = result.diagnosis
     for finding in diagnosis.findings:
-        layers = ", ".join(map(str, finding.layers))
-        out.print(f"[bold]{finding.code}[/] (layers {layers}): {finding.message}", highlight=False)
-    out.print(f"verdict: [bold]{diagnosis.verdict}[/]", highlight=False)
-    out.print(f"recommendation: {diagnosis.recommendation.reason}", highlight=False)
+        out.print(
+            Text.assemble(
+                (finding.code, "bold"), f" ({_layers(finding.layers)}): {finding.message}"
+            )
+        )
+    out.print(Text.assemble("verdict: ", (diagnosis.verdict, "bold")))
+    out.print(Text(f"recommendation: {diagnosis.recommendation.reason}"))
 
 
 def show_comparison(out: Console, result: CompareResponse) -> None:
-    table = Table(title="variants", title_justify="left")
-    table.add_column("variant")
-    table.add_column("verdict")
-    for column in ("gradient 1 / last", "last std", "saturated", "dead"):
-        table.add_column(column, justify="right")
-    table.add_column("findings")
+    numbers = ("gradient 1 / last", "last std", "saturated", "dead")
+    table = _table("variants", ("variant", "verdict", *numbers, "findings"), right=numbers)
     for row, variant in zip(result.table, result.variants, strict=True):
         findings = ", ".join(f.code for f in variant.analysis.diagnosis.findings) or "—"
-        table.add_row(
+        _row(
+            table,
             row.name,
             row.verdict,
             _num(row.first_to_last),
@@ -249,53 +268,54 @@ def show_comparison(out: Console, result: CompareResponse) -> None:
 
 
 def show_sweep(out: Console, result: SweepResponse) -> None:
+    xs = [f"{x:g}" for x in result.x.values]
     for source, grid in (("simulation", result.simulation), ("theory", result.theory)):
         if grid is None:
             continue
-        table = Table(
-            title=f"{result.metric} ({source}), {result.activation}", title_justify="left"
-        )
-        table.add_column(f"{result.y.param} \\ {result.x.param}", justify="right")
-        for x in result.x.values:
-            table.add_column(f"{x:g}", justify="right")
+        corner = f"{result.y.param} \\ {result.x.param}"
+        title = f"{result.metric} from {source}, {result.activation}"
+        table = _table(title, (corner, *xs), right=(corner, *xs))
         for y, row in zip(result.y.values, grid, strict=True):
-            table.add_row(f"{y:g}", *(v if isinstance(v, str) else _num(v) for v in row))
+            _row(table, f"{y:g}", *(v if isinstance(v, str) else _num(v) for v in row))
         out.print(table)
     if result.critical_curve:
         points = ", ".join(
             f"({p.sigma_w2:.3g}, {p.sigma_b2:.3g})" for p in result.critical_curve[::6]
         )
-        out.print(f"edge of chaos (sigma_w2, sigma_b2): {points}", highlight=False)
-    out.print(result.critical_note, highlight=False)
+        out.print(Text(f"edge of chaos, (sigma_w2, sigma_b2): {points}"))
+    out.print(Text(result.critical_note))
 
 
 def show_initializers(out: Console, items: list[InitializerInfo]) -> None:
-    table = Table(title="initializers", title_justify="left")
-    for column in ("scheme", "kind", "aliases", "parameters", "formula"):
-        table.add_column(column)
+    table = _table("initializers", ("scheme", "kind", "aliases", "parameters", "formula"))
     for item in items:
-        table.add_row(
+        parameters = (p.name if p.required else f"{p.name}={p.default}" for p in item.parameters)
+        _row(
+            table,
             item.scheme,
             item.kind,
             ", ".join(item.aliases),
-            ", ".join(p.name if p.required else f"{p.name}={p.default}" for p in item.parameters),
+            ", ".join(parameters),
             item.formula,
         )
     out.print(table)
 
 
 def show_activations(out: Console, items: list[ActivationInfo]) -> None:
-    table = Table(title="activations", title_justify="left")
-    for column in ("name", "parameters", "formula", "PyTorch gain", "range"):
-        table.add_column(column)
+    table = _table(
+        "activations",
+        ("name", "parameters", "formula", "PyTorch gain", "range"),
+        right=("PyTorch gain",),
+    )
     for item in items:
         low, high = item.natural_range
-        table.add_row(
+        _row(
+            table,
             item.name,
             ", ".join(f"{p.name}={p.default}" for p in item.parameters),
             item.formula,
             _num(item.pytorch_gain),
-            "(-inf, inf)" if low is None and high is None else f"({_num(low)}, {_num(high)})",
+            f"({'-inf' if low is None else _num(low)}, {'inf' if high is None else _num(high)})",
         )
     out.print(table)
 
