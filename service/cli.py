@@ -498,19 +498,18 @@ def run(
             return list_catalogue(args, streams, transport)
         return compute(args, streams, transport)
     except InputError as exc:
-        streams.err.print(f"initscope: {exc}", highlight=False, markup=False)
-        return INPUT_ERROR
+        return _fail(streams, str(exc), INPUT_ERROR)
     except (ValidationError, errors.InvalidRequest) as exc:
-        streams.err.print(
-            f"initscope: {validation_problem(exc).message}", highlight=False, markup=False
-        )
-        return INPUT_ERROR
+        return _fail(streams, validation_problem(exc).message, INPUT_ERROR)
     except (client.InvalidRequest, client.NotAcceptable) as exc:
-        streams.err.print(f"initscope: {exc.message}", highlight=False, markup=False)
-        return INPUT_ERROR
+        return _fail(streams, exc.message, INPUT_ERROR)
     except client.ClientError as exc:
-        streams.err.print(f"initscope: {exc}", highlight=False, markup=False)
-        return SERVICE_ERROR
+        return _fail(streams, str(exc), SERVICE_ERROR)
+
+
+def _fail(streams: Streams, message: str, status: int) -> int:
+    streams.err.print(f"initscope: {message}", highlight=False, markup=False, soft_wrap=True)
+    return status
 
 
 def main() -> None:
