@@ -192,7 +192,8 @@ def exit_status(answer: object) -> int:
 def _table(title: str, columns: Sequence[str], right: Sequence[str] = ()) -> Table:
     table = Table(title=Text(title), title_justify="left")
     for column in columns:
-        table.add_column(Text(column), justify="right" if column in right else "left")
+        number = column in right
+        table.add_column(Text(column), justify="right" if number else "left", no_wrap=number)
     return table
 
 
@@ -208,16 +209,22 @@ def _layers(indices: Sequence[int]) -> str:
 
 def show_analysis(out: Console, result: AnalyzeResponse) -> None:
     numbers = ("layer", "units", "std", "saturated", "dead", "E[phi'^2]", "gradient / last")
-    columns = ("layer", "units", "activation", "init", *numbers[2:])
+    first = result.layers[0]
+    uniform = all((x.activation, x.init) == (first.activation, first.init) for x in result.layers)
+    if uniform:  # one line instead of a repeated column
+        out.print(Text(f"{len(result.layers)} layers of {first.activation}, {first.init}"))
+        columns: tuple[str, ...] = numbers
+    else:
+        columns = ("layer", "units", "activation", "init", *numbers[2:])
     table = _table("per layer", columns, right=numbers)
     for layer in result.layers:
         stats = layer.activations
+        names = () if uniform else (layer.activation, layer.init)
         _row(
             table,
             str(layer.index),
             str(layer.units),
-            layer.activation,
-            layer.init,
+            *names,
             _num(stats.std),
             _pct(stats.saturated_fraction),
             str(layer.dead_units),
@@ -234,7 +241,8 @@ def show_analysis(out: Console, result: AnalyzeResponse) -> None:
     if theory is not None and theory.applicable:
         lines.append(
             f"mean-field theory: {theory.phase}, chi_1(q*) = {_num(theory.chi_1)}, "
-            f"q* = {_num(theory.q_star)}, trainable depth ~ {_num(theory.trainable_depth)}"
+            f"q* = {_num(theory.q_star)}, trainable depth ~ "
+            + ("unbounded" if theory.trainable_depth is None else _num(theory.trainable_depth))
         )
     for line in lines:
         out.print(Text(line))
@@ -250,10 +258,10 @@ def show_analysis(out: Console, result: AnalyzeResponse) -> None:
 
 
 def show_comparison(out: Console, result: CompareResponse) -> None:
-    numbers = ("gradient 1 / last", "last std", "saturated", "dead")
-    table = _table("variants", ("variant", "verdict", *numbers, "findings"), right=numbers)
-    for row, variant in zip(result.table, result.variants, strict=True):
-        findings = ", ".join(f.code for f in variant.analysis.diagnosis.findings) or "—"
+    numbers = ("verdict", "gradient 1 / last", "last std", "saturated", "dead")
+    table = _table("variants", ("variant", *numbers), right=numbers)
+    table.columns[1].justify = "left"  # the verdict: a word, kept on one line
+    for row in result.table:
         _row(
             table,
             row.name,
@@ -262,7 +270,6 @@ def show_comparison(out: Console, result: CompareResponse) -> None:
             _num(row.last_layer_std),
             _pct(row.saturated_fraction),
             _pct(row.dead_fraction),
-            findings,
         )
     out.print(table)
 

@@ -83,7 +83,8 @@ def test_terminal_gets_a_table(tmp_path: Path) -> None:
     text = run.out.getvalue()
     assert run.status == cli.FINDINGS
     assert "E[phi'^2]" in text
-    rows = [line for line in text.splitlines() if "normal(mean=0.0, std=1.0)" in line]
+    assert "5 layers of sigmoid, normal(mean=0.0, std=1.0)" in text
+    rows = [line for line in text.splitlines() if line.startswith("│")]
     assert len(rows) == 5
     assert "0.458" in rows[0]  # layer 1's std, as in the README
     assert "saturation (layers 1-5): 66% of layer 1's values" in text
@@ -109,8 +110,9 @@ def test_compare_on_a_terminal_shows_progress_and_the_table() -> None:
     assert "analysing variants" in run.err.getvalue()
     assert "3/3" in run.err.getvalue()
     table = run.out.getvalue()
-    assert "He (sqrt(2/n))" in table
-    assert "vanishing_gradients" in table
+    rows = {line.split("│")[1].strip(): line for line in table.splitlines() if "│" in line}
+    assert "vanishing_gradients" in rows["std=0.01"]
+    assert "healthy" in rows["He (sqrt(2/n))"]
 
 
 def test_piped_compare_has_no_progress_bar(default_client: TestClient) -> None:
