@@ -327,7 +327,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="run the book shape only")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument(
-        "--threads", type=int, default=None, help="limit the BLAS threads (default: as loaded)"
+        "--threads",
+        type=int,
+        default=Settings().threads_per_worker,
+        help="BLAS threads (default: a worker's, as the service runs the engine)",
     )
     args = parser.parse_args(argv)
 

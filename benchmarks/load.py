@@ -34,7 +34,7 @@ from typing import Any
 if importlib.util.find_spec("service") is None:  # run as a file without the editable install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx
+import httpx2 as httpx
 from threadpoolctl import threadpool_limits
 
 from service.analysis import analyze

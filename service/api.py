@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from importlib import resources
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request, Response, status
+from fastapi import Body, Depends, FastAPI, Query, Request, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.models import Example
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -45,6 +48,33 @@ layer to the first, and what to change. Reproduces chapter 6 of *Deep Learning f
 `POST /analyze` and `POST /compare` answer in JSON by default, or draw the result as PNG or
 SVG: send `Accept: image/png` / `image/svg+xml`, or add `?format=png|svg` (handy here).
 """
+
+# The request files of service/examples/ (package data, so an installed wheel has them too),
+# in the order Swagger UI lists them; the first is what "Try it out" starts from.
+EXAMPLE_SUMMARIES = {
+    "analyze-sigmoid-std1": "The book: sigmoid, weights with std 1 (saturation)",
+    "analyze-relu-he": "The book: ReLU with He (healthy in every layer)",
+    "analyze-leaky-relu-he": "Leaky ReLU (0.2) with He at the matching negative_slope",
+    "analyze-tanh-edge-of-chaos": "30 tanh layers at the edge of chaos, Jacobian spectrum",
+    "analyze-lsuv-deep": "LSUV on 12 ReLU layers",
+    "analyze-constant-symmetric": "Constant weights: every unit computes the same function",
+    "compare-sigmoid": "The book: sigmoid with std 1, std 0.01 and Xavier",
+    "compare-tanh": "The book: tanh with std 1, std 0.01 and Xavier",
+    "compare-relu": "The book: ReLU with std 0.01, Xavier and He",
+    "compare-leaky-relu": "Leaky ReLU: He with the matching slope, with ReLU's gain, Xavier",
+    "sweep-tanh": "tanh phase diagram over sigma_w^2 and sigma_b^2",
+}
+
+
+def request_examples(kind: str) -> dict[str, Example]:
+    """``{name: {summary, value}}`` for the files ``service/examples/{kind}-*.json``."""
+    folder = resources.files("service") / "examples"
+    return {
+        name: Example(summary=summary, value=json.loads((folder / f"{name}.json").read_text()))
+        for name, summary in EXAMPLE_SUMMARIES.items()
+        if name.startswith(f"{kind}-")
+    }
+
 
 VARY = {"Vary": "Accept"}
 _FIGURE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -88,6 +118,9 @@ async def _representation(
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RunnerDep = Annotated[Runner, Depends(_runner)]
 RepresentationDep = Annotated[tuple[Representation, FigureOptions], Depends(_representation)]
+AnalyzeBody = Annotated[AnalyzeRequest, Body(openapi_examples=request_examples("analyze"))]
+CompareBody = Annotated[CompareRequest, Body(openapi_examples=request_examples("compare"))]
+SweepBody = Annotated[SweepRequest, Body(openapi_examples=request_examples("sweep"))]
 
 
 def _image(content: bytes, representation: Representation) -> Response:
@@ -101,7 +134,7 @@ def _json(model: BaseModel) -> Response:
 
 async def analyze_route(
     request: Request,
-    body: AnalyzeRequest,
+    body: AnalyzeBody,
     settings: SettingsDep,
     runner: RunnerDep,
     wanted: RepresentationDep,
@@ -123,7 +156,7 @@ async def analyze_route(
 
 async def compare_route(
     request: Request,
-    body: CompareRequest,
+    body: CompareBody,
     settings: SettingsDep,
     runner: RunnerDep,
     wanted: RepresentationDep,
@@ -150,7 +183,7 @@ async def compare_route(
 
 async def sweep_route(
     request: Request,
-    body: SweepRequest,
+    body: SweepBody,
     settings: SettingsDep,
     runner: RunnerDep,
     wanted: RepresentationDep,
