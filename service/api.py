@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
-from service import __version__, catalogue, media, problems
+from service import __version__, catalogue, docs, media, problems
 from service.analysis import analyze
 from service.config import Settings, get_settings
 from service.jobs import FigureFormat, FigureOptions
@@ -52,7 +52,7 @@ _FIGURE_RESPONSES: dict[int | str, dict[str, Any]] = {
             "image/svg+xml": {"schema": {"type": "string"}},
         },
     },
-    **problems.responses(406, 413, 422, 503, 504),
+    **problems.responses(400, 406, 413, 422, 503, 504),
 }
 
 
@@ -217,4 +217,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_api_route("/livez", livez, methods=["GET"], tags=["probes"])
     app.add_api_route("/readyz", readyz, methods=["GET"], tags=["probes"])
     problems.install(app, settings.max_body_bytes)
+    docs.install(app)
     return app

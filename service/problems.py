@@ -200,7 +200,9 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = exc.status_code
     detail = exc.detail
-    if code == status.HTTP_404_NOT_FOUND and detail == HTTPStatus(code).phrase:
+    if code == status.HTTP_400_BAD_REQUEST and exc.__cause__ is not None:
+        detail = f"{detail}: {exc.__cause__}"  # e.g. a body that is not UTF-8
+    elif code == status.HTTP_404_NOT_FOUND and detail == HTTPStatus(code).phrase:
         detail = f"nothing at {request.url.path}; the operations are listed at /docs"
     elif code == status.HTTP_405_METHOD_NOT_ALLOWED:
         allowed = (exc.headers or {}).get("Allow", "")
@@ -285,6 +287,7 @@ class BodyLimit:
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` entries for these error statuses, each a ProblemDetails."""
     described = {
+        status.HTTP_400_BAD_REQUEST: "The body could not be read, e.g. it is not UTF-8.",
         status.HTTP_406_NOT_ACCEPTABLE: "None of the accepted media types can be produced.",
         status.HTTP_413_CONTENT_TOO_LARGE: "The request body is over the size limit.",
         status.HTTP_422_UNPROCESSABLE_CONTENT: "The request is invalid; `errors` names each "
@@ -311,7 +314,7 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def install(app: FastAPI, max_body_bytes: int) -> None:
-    """Register the handlers and the body limit, and put ProblemDetails into the OpenAPI."""
+    """Register the handlers and the body limit."""
     app.add_exception_handler(RequestValidationError, invalid_body)
     app.add_exception_handler(InvalidRequest, invalid_request)
     app.add_exception_handler(NotAcceptable, not_acceptable)
@@ -319,20 +322,3 @@ def install(app: FastAPI, max_body_bytes: int) -> None:
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, internal_error)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            document = generate()
-            schema = ProblemDetails.model_json_schema(
-                ref_template="#/components/schemas/{model}", mode="serialization"
-            )
-            components = document.setdefault("components", {})
-            schemas = {**components.get("schemas", {}), **schema.pop("$defs", {})}
-            schemas["ProblemDetails"] = schema
-            components["schemas"] = dict(sorted(schemas.items()))
-        assert app.openapi_schema is not None
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

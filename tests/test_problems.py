@@ -58,8 +58,8 @@ def app() -> FastAPI:
 
 
 @pytest.fixture(scope="module")
-def bare(app: FastAPI) -> Iterator[TestClient]:
-    yield TestClient(app, raise_server_exceptions=False)
+def bare(app: FastAPI) -> TestClient:
+    return TestClient(app, raise_server_exceptions=False)
 
 
 def _problem(response: Any, status: int) -> dict[str, Any]:
@@ -124,6 +124,14 @@ def test_non_finite_input_is_echoed_as_text(bare: TestClient) -> None:
     response = bare.post("/analyze", content=raw, headers={"content-type": "application/json"})
     (error,) = _problem(response, 422)["errors"]
     assert error["input"] == "nan"
+
+
+def test_undecodable_body_is_400_saying_why(bare: TestClient) -> None:
+    response = bare.post(
+        "/analyze", content=b'{"network": "\xff"}', headers={"content-type": "application/json"}
+    )
+    body = _problem(response, 400)
+    assert "'utf-8' codec can't decode byte 0xff" in body["detail"]
 
 
 def test_service_limits_are_422_problems(client: TestClient) -> None:
@@ -207,7 +215,10 @@ def test_body_at_the_limit_chunked_reaches_validation(bare: TestClient) -> None:
         "/analyze", content=_chunks(_padded(LIMIT)), headers={"content-type": "application/json"}
     )
     by_loc = {tuple(e["loc"]): e["type"] for e in _problem(response, 422)["errors"]}
-    assert by_loc == {("body", "network"): "model_attributes_type", ("body", "pad"): "extra_forbidden"}
+    assert by_loc == {
+        ("body", "network"): "model_attributes_type",
+        ("body", "pad"): "extra_forbidden",
+    }
 
 
 def test_every_post_operation_declares_its_problems(app: FastAPI) -> None:
@@ -217,8 +228,7 @@ def test_every_post_operation_declares_its_problems(app: FastAPI) -> None:
     ref = {"$ref": "#/components/schemas/ProblemDetails"}
     for path in ("/analyze", "/compare", "/sweep"):
         declared = document["paths"][path]["post"]["responses"]
-        for code in ("406", "413", "422", "503", "504"):
+        for code in ("400", "406", "413", "422", "503", "504"):
             assert declared[code]["content"] == {problems.MEDIA_TYPE: {"schema": ref}}, path
         assert "Retry-After" in declared["503"]["headers"]
     assert "HTTPValidationError" not in document["components"]["schemas"]
-

@@ -1,0 +1,54 @@
+"""The OpenAPI document as served at /openapi.json and shown by /docs and /redoc."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from service.problems import ProblemDetails
+
+
+def _require_tags(schemas: dict[str, Any]) -> None:
+    """A discriminated union needs its tag: mark it required in every member.
+
+    The init and activation models give their tag a default (``HeNormal()`` is handy in code),
+    so pydantic leaves it out of ``required``; a client or a fuzzer reading the schema would
+    then think ``{"std": 1}`` a valid init, and the server refuses it.
+    """
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            if (discriminator := node.get("discriminator")) and "mapping" in discriminator:
+                tag = discriminator["propertyName"]
+                for ref in set(discriminator["mapping"].values()):
+                    member = schemas[ref.rsplit("/", 1)[-1]]
+                    if tag not in member.get("required", []):
+                        member["required"] = [tag, *member.get("required", [])]
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(schemas)
+
+
+def install(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            problem = ProblemDetails.model_json_schema(
+                ref_template="#/components/schemas/{model}", mode="serialization"
+            )
+            components = document.setdefault("components", {})
+            schemas = {**components.get("schemas", {}), **problem.pop("$defs", {})}
+            schemas["ProblemDetails"] = problem
+            _require_tags(schemas)
+            components["schemas"] = dict(sorted(schemas.items()))
+        assert app.openapi_schema is not None
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
