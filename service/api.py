@@ -199,6 +199,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             responses=_FIGURE_RESPONSES,
             summary=summary,
             tags=["analysis"],
+            openapi_extra=docs.request_example(path),
         )
     app.add_api_route(
         "/activations",

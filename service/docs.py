@@ -8,6 +8,54 @@ from fastapi import FastAPI
 
 from service.problems import ProblemDetails
 
+# What "Try it out" in /docs sends first: chapter 6's sigmoid network with std 1 weights, and
+# the README's comparison and phase diagram.
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "/analyze": {
+        "network": {
+            "input_dim": 100,
+            "depth": 5,
+            "width": 100,
+            "activation": "sigmoid",
+            "init": {"scheme": "normal", "std": 1.0},
+        },
+        "input": {"samples": 1000, "distribution": "normal"},
+        "histogram": {"bins": 30, "range": [0, 1]},
+        "seed": 0,
+    },
+    "/compare": {
+        "base": {
+            "input_dim": 100,
+            "depth": 5,
+            "width": 100,
+            "activation": "relu",
+            "init": {"scheme": "normal", "std": 0.01},
+        },
+        "variants": [
+            {"name": "std=0.01"},
+            {"name": "Xavier (1/sqrt(n))", "init": {"scheme": "lecun_normal"}},
+            {"name": "He (sqrt(2/n))", "init": {"scheme": "he_normal"}},
+        ],
+        "input": {"samples": 1000},
+        "seed": 0,
+    },
+    "/sweep": {
+        "activation": "tanh",
+        "depth": 20,
+        "width": 200,
+        "samples": 256,
+        "x": {"param": "sigma_w2", "values": [0.5, 1.0, 1.5, 2.0, 3.0]},
+        "y": {"param": "sigma_b2", "values": [0.0, 0.05, 0.2]},
+        "metric": "chi_1",
+        "source": "both",
+    },
+}
+
+
+def request_example(path: str) -> dict[str, Any]:
+    """``openapi_extra`` for a route: its request body's example."""
+    return {"requestBody": {"content": {"application/json": {"example": EXAMPLES[path]}}}}
+
 
 def _require_tags(schemas: dict[str, Any]) -> None:
     """A discriminated union needs its tag: mark it required in every member.
