@@ -218,5 +218,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_api_route("/livez", livez, methods=["GET"], tags=["probes"])
     app.add_api_route("/readyz", readyz, methods=["GET"], tags=["probes"])
     problems.install(app, settings.max_body_bytes)
-    docs.install(app)
+    docs.install(app, settings)
     return app

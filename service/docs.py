@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from service.config import Settings
 from service.problems import ProblemDetails
 
 # What "Try it out" in /docs sends first: chapter 6's sigmoid network with std 1 weights, and
@@ -82,7 +83,28 @@ def _require_tags(schemas: dict[str, Any]) -> None:
     visit(schemas)
 
 
-def install(app: FastAPI) -> None:
+def _state_limits(schemas: dict[str, Any], settings: Settings) -> None:
+    """Write this deployment's size limits into the schema, where a client (and a fuzzer)
+    sees them; what no keyword can say (the budgets, sweep axes) stays a 422."""
+    for model, field, keyword, limit in (
+        ("UniformNetwork", "input_dim", "maximum", settings.max_units),
+        ("UniformNetwork", "depth", "maximum", settings.max_layers),
+        ("UniformNetwork", "width", "maximum", settings.max_units),
+        ("LayeredNetwork", "input_dim", "maximum", settings.max_units),
+        ("LayeredNetwork", "layers", "maxItems", settings.max_layers),
+        ("Layer", "units", "maximum", settings.max_units),
+        ("InputSpec", "samples", "maximum", settings.max_samples),
+        ("HistogramSpec", "bins", "maximum", settings.max_bins),
+        ("SweepRequest", "depth", "maximum", settings.max_layers),
+        ("SweepRequest", "width", "maximum", settings.max_units),
+        ("SweepRequest", "samples", "maximum", settings.max_samples),
+    ):
+        schemas[model]["properties"][field][keyword] = limit
+    rows = schemas["InputSpec"]["properties"]["data"]["anyOf"][0]
+    rows["maxItems"] = settings.max_inline_rows
+
+
+def install(app: FastAPI, settings: Settings) -> None:
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -95,6 +117,7 @@ def install(app: FastAPI) -> None:
             schemas = {**components.get("schemas", {}), **problem.pop("$defs", {})}
             schemas["ProblemDetails"] = problem
             _require_tags(schemas)
+            _state_limits(schemas, settings)
             components["schemas"] = dict(sorted(schemas.items()))
         assert app.openapi_schema is not None
         return app.openapi_schema

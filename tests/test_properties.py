@@ -20,7 +20,12 @@ from service.activations import ACTIVATIONS
 from service.api import create_app
 from service.config import Settings
 from service.errors import InvalidRequest
-from service.initializers import BIAS_INITS, WEIGHT_INITS
+from service.initializers import (
+    BIAS_INITS,
+    WEIGHT_INITS,
+    TruncatedNormal,
+    truncated_normal_moments,
+)
 from service.schemas import AnalyzeRequest
 
 TINY = Settings(
@@ -215,3 +220,11 @@ def test_requests_round_trip_through_json(body: dict[str, Any]) -> None:
     # beside the data, which the model then refuses as a contradiction.
     again = AnalyzeRequest.model_validate_json(request.model_dump_json(exclude_unset=True))
     assert again == request
+
+
+@given(std=st.floats(5e-324, 1e-300), half_width=st.floats(1e-3, 1e6))
+def test_a_truncation_many_stds_away_is_no_truncation(std: float, half_width: float) -> None:
+    """Found by schemathesis: std = 5e-324 made the bounds infinite and the variance NaN."""
+    init = TruncatedNormal(std=std, a=-half_width, b=half_width)
+    assert truncated_normal_moments(-half_width / std, half_width / std) == (0.0, 1.0)
+    assert init.variance(4, 4) == std**2
