@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Query, Request, Response, status
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.models import Example
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel
 
-from service import __version__, cache, catalogue, logs, media, metrics
+from service import __version__, cache, catalogue, docs, logs, media, metrics, problems
 from service.analysis import analyze
 from service.config import Settings, get_settings
-from service.errors import InvalidRequest, NotAcceptable, RunnerError
 from service.jobs import FigureFormat, FigureOptions
 from service.media import Representation
 from service.render import render_analysis, render_comparison, render_sweep
@@ -86,7 +83,7 @@ _FIGURE_RESPONSES: dict[int | str, dict[str, Any]] = {
             "image/svg+xml": {"schema": {"type": "string"}},
         },
     },
-    406: {"description": "None of the accepted media types can be produced."},
+    **problems.responses(400, 406, 413, 422, 503, 504),
 }
 
 
@@ -232,70 +229,6 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-# Fields holding a tagged union: pydantic puts the tag in the error location
-# (network.layers.layers.0.init.normal.std); users wrote network.layers.0.init.std.
-_TAGGED = frozenset({"network", "activation", "init", "bias", "distribution", "gradient"})
-
-
-def _clean_loc(loc: Sequence[str | int]) -> list[str | int]:
-    return [
-        part
-        for i, part in enumerate(loc)
-        if not (i and isinstance(part, str) and loc[i - 1] in _TAGGED)
-    ]
-
-
-def _json_safe(value: Any) -> Any:
-    """Echoed input may hold NaN or inf (Python's JSON parser accepts them): spell them out."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def _unprocessable(errors: Iterable[Mapping[str, Any]]) -> JSONResponse:
-    detail = []
-    for error in errors:
-        item = {
-            "type": error["type"],
-            "loc": list(error["loc"]),
-            "msg": error["msg"],
-            "input": error.get("input"),
-        }
-        if ctx := error.get("ctx"):
-            item["ctx"] = {
-                k: v if isinstance(v, int | float | str) else str(v) for k, v in ctx.items()
-            }
-        detail.append(item)
-    body = _json_safe(jsonable_encoder({"detail": detail}))
-    return JSONResponse(body, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-
-
-async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, InvalidRequest)
-    return _unprocessable(
-        {"type": e.type, "loc": e.loc, "msg": e.msg, "input": e.input} for e in exc.errors
-    )
-
-
-async def invalid_body(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    return _unprocessable({**e, "loc": _clean_loc(e["loc"])} for e in exc.errors())
-
-
-async def runner_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RunnerError)
-    headers = {} if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
-    return JSONResponse({"detail": str(exc)}, exc.status, headers=headers)
-
-
-async def not_acceptable(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse({"detail": str(exc)}, status.HTTP_406_NOT_ACCEPTABLE, headers=VARY)
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -308,7 +241,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await runner.shutdown()
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="initscope", version=__version__, description=DESCRIPTION, lifespan=lifespan
     )
     app.state.settings = settings
@@ -344,10 +277,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_api_route("/livez", livez, methods=["GET"], tags=["probes"])
     app.add_api_route("/readyz", readyz, methods=["GET"], tags=["probes"])
-    app.add_exception_handler(InvalidRequest, invalid_request)
-    app.add_exception_handler(NotAcceptable, not_acceptable)
-    app.add_exception_handler(RunnerError, runner_error)
-    app.add_exception_handler(RequestValidationError, invalid_body)
+    problems.install(app, settings.max_body_bytes)
+    docs.install(app, settings)
     metrics.install(app)  # the runner's observer is app.state.metrics
     logs.install(app)  # after metrics: its middleware is the outer one
     return app

@@ -23,7 +23,6 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http import HTTPStatus
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -37,11 +36,12 @@ from rich.table import Table
 from rich.text import Text
 from threadpoolctl import threadpool_limits
 
-from service import catalogue, client, errors
+from service import catalogue, client, errors, problems
 from service.analysis import analyze
-from service.api import _clean_loc, create_app
+from service.api import create_app
 from service.config import Settings
 from service.jobs import FigureOptions
+from service.problems import clean_loc
 from service.render import render_analysis, render_comparison, render_sweep
 from service.results import Comparison, Variant
 from service.schemas import (
@@ -162,10 +162,11 @@ def validation_problem(exc: ValidationError | errors.InvalidRequest) -> client.I
         found = [client.FieldProblem(e.loc, e.msg, e.type) for e in exc.errors]
     else:
         found = [
-            client.FieldProblem(("body", *_clean_loc(e["loc"])), e["msg"], e["type"])
+            client.FieldProblem(("body", *clean_loc(e["loc"])), e["msg"], e["type"])
             for e in exc.errors()
         ]
-    return client.InvalidRequest(422, HTTPStatus(422).phrase, errors=found)
+    detail = problems.validation_detail([(e.loc, e.msg) for e in found])
+    return client.InvalidRequest(422, problems.VALIDATION_TITLE, detail, errors=found)
 
 
 # --- showing the answer ---------------------------------------------------------------------

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     max_inline_values: PositiveInt = 262_144
     compute_budget: PositiveInt = 24_000_000_000
     memory_budget_bytes: PositiveInt = 1_500_000_000
+    # Request bodies above this get 413; 8 MiB holds max_inline_values floats as JSON.
+    max_body_bytes: PositiveInt = 8_388_608
 
     worker_memory_bytes: PositiveInt | None = None
     max_in_flight: PositiveInt | None = None

@@ -148,7 +148,11 @@ def truncated_normal_moments(alpha: float, beta: float) -> tuple[float, float]:
     z = _truncated_mass(alpha, beta)
     pdf_a, pdf_b = _std_normal_pdf(alpha), _std_normal_pdf(beta)
     mean = (pdf_a - pdf_b) / z
-    var = 1.0 + (alpha * pdf_a - beta * pdf_b) / z - mean**2
+    # x phi(x) -> 0 as |x| -> inf; an infinite bound (std far below b - a) is no truncation.
+    tail_a, tail_b = (
+        0.0 if math.isinf(x) else x * pdf for x, pdf in ((alpha, pdf_a), (beta, pdf_b))
+    )
+    var = 1.0 + (tail_a - tail_b) / z - mean**2
     return mean, max(var, 0.0)
 
 

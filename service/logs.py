@@ -19,8 +19,7 @@ import uuid
 from contextvars import ContextVar
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
 from pythonjsonlogger.core import RESERVED_ATTRS
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -107,19 +106,8 @@ def _log_access(scope: Scope, status: int, seconds: float, rid: str) -> None:
     )
 
 
-async def internal_error(request: Request, exc: Exception) -> Response:
-    """Unhandled errors: a 500 that still carries the request id (this runs outside every
-    middleware, in Starlette's ServerErrorMiddleware)."""
-    return JSONResponse(
-        {"detail": "Internal Server Error"},
-        status_code=500,
-        headers={REQUEST_ID_HEADER: request_id(request)},
-    )
-
-
 def install(app: FastAPI) -> None:
     app.add_middleware(RequestLogMiddleware)
-    app.add_exception_handler(Exception, internal_error)
 
 
 def log_config(level: str = "INFO", json: bool = True) -> dict[str, Any]:

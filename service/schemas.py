@@ -182,7 +182,8 @@ class Shared(Strict):
     thresholds: Thresholds = Thresholds()
     statistics: Statistics = Statistics()
     jacobian: JacobianSpec | None = None
-    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+    # Integers past 2**53 do not survive a JavaScript client (I-JSON, RFC 7493).
+    seed: Annotated[int, Field(ge=0, le=2**53 - 1)] = 0
     dtype: DType = "float32"
 
 
@@ -270,7 +271,6 @@ def to_job(
 
     ``where`` is the network's location in the request body, for the error messages.
     """
-    layers = net.expand()
     data = shared.input.data
     samples = len(data) if data is not None else shared.input.samples
     errors: list[FieldError] = []
@@ -290,8 +290,8 @@ def to_job(
         limit((*where, "depth"), net.depth, settings.max_layers, "depth")
         limit((*where, "width"), net.width, settings.max_units, "width")
     else:
-        limit((*where, "layers"), len(layers), settings.max_layers, "the number of layers")
-        for i, layer in enumerate(layers):
+        limit((*where, "layers"), len(net.layers), settings.max_layers, "the number of layers")
+        for i, layer in enumerate(net.layers):
             limit((*where, "layers", i, "units"), layer.units, settings.max_units, "units")
     limit((*where, "input_dim"), net.input_dim, settings.max_units, "input_dim")
     limit(("histogram", "bins"), shared.histogram.bins, settings.max_bins, "bins")
@@ -318,6 +318,7 @@ def to_job(
     if errors:
         raise InvalidRequest(errors)
 
+    layers = net.expand()  # only now: the shorthand's depth may have been 10**10
     job = AnalysisJob(
         input_dim=net.input_dim,
         layers=tuple(LayerSpec(x.units, x.activation, x.init, x.bias) for x in layers),
@@ -649,7 +650,7 @@ class SweepRequest(Strict):
     sigma_w2: Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)] = 1.0
     sigma_b2: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] = 0.0
     samples: Count = 256
-    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+    seed: Annotated[int, Field(ge=0, le=2**53 - 1)] = 0
     x: SweepAxis
     y: SweepAxis
     metric: Metric = Field(

@@ -37,7 +37,7 @@ SHORTHAND: dict[str, Any] = {
 
 def _only_error(response: Any) -> dict[str, Any]:
     assert response.status_code == 422, response.text
-    errors = response.json()["detail"]
+    errors = response.json()["errors"]
     assert len(errors) == 1, errors
     error: dict[str, Any] = errors[0]
     return error
@@ -353,7 +353,7 @@ def test_compute_budget_states_cost_and_limit(client: TestClient) -> None:
     body = {**_shorthand(input_dim=500, width=500, depth=20), "input": {"samples": 4096}}
     response = client.post("/analyze", json=body)
     assert response.status_code == 422
-    codes = {e["type"]: e for e in response.json()["detail"]}
+    codes = {e["type"]: e for e in response.json()["errors"]}
     assert "compute_budget" in codes
     message = codes["compute_budget"]["msg"]
     assert "limit is 2e+08" in message
@@ -364,7 +364,7 @@ def test_compute_budget_states_cost_and_limit(client: TestClient) -> None:
 def test_malformed_bodies_get_422_not_500(client: TestClient, body: Any) -> None:
     response = client.post("/analyze", json=body)
     assert response.status_code == 422
-    assert response.json()["detail"]
+    assert response.json()["errors"]
 
 
 def test_invalid_json_gets_422(client: TestClient) -> None:
@@ -372,4 +372,4 @@ def test_invalid_json_gets_422(client: TestClient) -> None:
         "/analyze", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert response.status_code == 422
-    assert response.json()["detail"][0]["type"] == "json_invalid"
+    assert response.json()["errors"][0]["type"] == "json_invalid"

@@ -6,7 +6,6 @@ import io
 import json
 import subprocess
 import sys
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -182,15 +181,15 @@ def test_validation_errors_read_like_the_422(
     client: TestClient, tmp_path: Path, where: str
 ) -> None:
     body = {**SMALL, "network": {**SMALL["network"], "init": {"scheme": "kaiming"}}}
-    api = client.post("/analyze", json=body).json()["detail"]
-    expected = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in api]
+    api = client.post("/analyze", json=body).json()
+    expected = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in api["errors"]]
     argv = ["analyze", _spec(tmp_path, body)]
     if where == "--url":
         argv += ["--url", "http://initscope"]
     run = Run(argv, terminal=False, transport=AppTransport(client))
     assert run.status == cli.INPUT_ERROR
     lines = run.err.getvalue().splitlines()
-    assert lines[0] == f"initscope: {HTTPStatus(422).phrase} (422)"
+    assert lines[0] == f"initscope: {api['title']} (422): {api['detail']}"
     assert lines[1:] == expected
 
 

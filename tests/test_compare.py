@@ -147,7 +147,7 @@ def test_invalid_comparisons(
 ) -> None:
     response = client.post("/compare", json={**ISSUE_EXAMPLE, **patch})
     assert response.status_code == 422, response.text
-    errors = response.json()["detail"]
+    errors = response.json()["errors"]
     assert any(e["loc"] == loc and needle in e["msg"] for e in errors), errors
 
 
@@ -161,7 +161,7 @@ def test_budget_counts_every_variant(client: TestClient) -> None:
     }
     response = client.post("/compare", json=body)
     assert response.status_code == 422
-    (error,) = response.json()["detail"]
+    (error,) = response.json()["errors"]
     assert error["loc"] == ["body", "variants"]
     assert error["type"] == "compute_budget"
 

@@ -144,7 +144,7 @@ def test_beyond_the_parameter_limit_is_422(
     body = {"network": {"input_dim": 4, "depth": 1, "width": 2, "activation": "relu", "init": init}}
     response = client.post("/analyze", json=body)
     assert response.status_code == 422
-    (error,) = response.json()["detail"]
+    (error,) = response.json()["errors"]
     assert error["loc"] == ["body", "network", "init", field]
     assert "1000000" in error["msg"]
 
@@ -163,6 +163,6 @@ def test_unbinnable_histogram_range_is_422(client: TestClient, value_range: list
     }
     response = client.post("/analyze", json=body)
     assert response.status_code == 422
-    (error,) = response.json()["detail"]
+    (error,) = response.json()["errors"]
     assert error["loc"] == ["body", "histogram"]
     assert "finite bins" in error["msg"]

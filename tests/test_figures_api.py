@@ -73,7 +73,7 @@ def test_requested_pixel_size(client: TestClient) -> None:
 def test_absurd_figure_options_are_422(client: TestClient, query: str, name: str) -> None:
     response = client.post(f"/analyze?{query}", json=BODY)
     assert response.status_code == 422
-    (error,) = response.json()["detail"]
+    (error,) = response.json()["errors"]
     assert error["loc"] == ["query", name]
 
 

@@ -281,7 +281,7 @@ def test_api_bounds_the_jacobian_samples(client: TestClient, samples: Any) -> No
     body = {**_shorthand(), "jacobian": {"samples": samples}}
     response = client.post("/analyze", json=body)
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"][:3] == ["body", "jacobian", "samples"]
+    assert response.json()["errors"][0]["loc"][:3] == ["body", "jacobian", "samples"]
 
 
 def test_budget_refuses_a_too_large_jacobian(client: TestClient) -> None:
@@ -291,7 +291,7 @@ def test_budget_refuses_a_too_large_jacobian(client: TestClient) -> None:
     body = {**network, "input": {"samples": 64}, "jacobian": {"samples": 64}}
     response = client.post("/analyze", json=body)
     assert response.status_code == 422
-    codes = {e["type"]: e for e in response.json()["detail"]}
+    codes = {e["type"]: e for e in response.json()["errors"]}
     assert set(codes) == {"compute_budget"}
     message = codes["compute_budget"]["msg"]
     assert "Jacobian spectrum 9.45e+10" in message

@@ -152,7 +152,9 @@ def test_unhandled_error_is_a_500_with_the_id(
     response = fresh.post("/analyze", json=SMALL, headers={"x-request-id": "boom"})
     assert response.status_code == 500
     assert response.headers["x-request-id"] == "boom"
-    assert response.json() == {"detail": "Internal Server Error"}
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["status"] == 500
+    assert "Traceback" not in response.text
     (record,) = access(caplog)
     assert (field(record, "status"), field(record, "request_id")) == (500, "boom")
 

@@ -122,7 +122,7 @@ def test_sweep_budget(client: TestClient) -> None:
     body = {**TANH, "width": 500, "samples": 4096, "source": "simulation"}
     response = client.post("/sweep", json=body)
     assert response.status_code == 422
-    assert response.json()["detail"][0]["type"] == "compute_budget"
+    assert response.json()["errors"][0]["type"] == "compute_budget"
 
 
 def test_verdict_metric_labels_cells(client: TestClient) -> None:
