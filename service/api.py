@@ -223,9 +223,15 @@ async def readyz(request: Request) -> JSONResponse:
         state = "draining"
     else:
         state = "ready" if runner.ready else "degraded"
-    return JSONResponse(
-        {"status": state},
-        status_code=status.HTTP_200_OK if state == "ready" else status.HTTP_503_SERVICE_UNAVAILABLE,
+    if state == "ready":
+        return JSONResponse({"status": state})
+    return problems.problem(
+        request.scope,
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        f"not ready: {state}",
+        type_=problems.TYPES + "not-ready",
+        title="Not ready",
+        state=state,
     )
 
 

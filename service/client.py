@@ -308,7 +308,9 @@ def _health(response: httpx.Response) -> Health:
     except ValueError:
         body = {}
     body = body if isinstance(body, dict) else {}
-    status = str(body.get("status", "ready" if response.status_code == 200 else "unavailable"))
+    # {"status": "ready"}, or a problem+json 503 whose "state" says why
+    state = body.get("state", body.get("status"))
+    status = state if isinstance(state, str) else "ready" if response.is_success else "unavailable"
     return Health(response.status_code == 200, status, body)
 
 

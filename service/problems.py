@@ -80,8 +80,10 @@ def problem(
     title: str | None = None,
     headers: Mapping[str, str] | None = None,
     errors: list[dict[str, Any]] | None = None,
+    **extensions: Any,
 ) -> JSONResponse:
     body: dict[str, Any] = {
+        **extensions,
         "type": type_,
         "title": title or HTTPStatus(status_code).phrase,
         "status": status_code,

@@ -296,7 +296,9 @@ def test_http_draining(tight_client: TestClient) -> None:
     runner: Runner = tight_client.app.state.runner  # type: ignore[attr-defined]
     runner.begin_drain()
     ready = tight_client.get("/readyz")
-    assert (ready.status_code, ready.json()) == (503, {"status": "draining"})
+    assert ready.status_code == 503
+    assert ready.headers["content-type"] == "application/problem+json"
+    assert (ready.json()["state"], ready.json()["detail"]) == ("draining", "not ready: draining")
     refused = tight_client.post("/analyze", json=BOOK)
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "1"
