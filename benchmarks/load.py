@@ -118,14 +118,53 @@ def engine_seconds() -> float:
     return min(times)
 
 
-async def bench(url: str, requests: int, seconds: float) -> None:
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(server: int | None) -> dict[str, float]:
+    """CPU time (user + system) so far of this process (the load generator), of the server's
+    own process and of all its descendants (the forkserver and the workers), from /proc."""
+    usage = {"client": time.process_time(), "server": 0.0, "workers": 0.0}
+    if server is None:
+        return usage
+    parent: dict[int, int] = {}
+    spent: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        pid = int(stat.parent.name)
+        parent[pid] = int(fields[1])
+        spent[pid] = (int(fields[11]) + int(fields[12])) / _TICK
+    usage["server"] = spent.get(server, 0.0)
+    for pid in spent:
+        ancestor = parent.get(pid)
+        while ancestor not in (None, 0, 1, server):
+            ancestor = parent.get(ancestor)
+        if ancestor == server and pid != server:
+            usage["workers"] += spent[pid]
+    return usage
+
+
+def cpu_line(before: dict[str, float], after: dict[str, float], answered: int) -> str:
+    per = {k: 1000 * (after[k] - before[k]) / max(answered, 1) for k in before}
+    return (
+        f"{'':<34} CPU per answered request: load generator {per['client']:.1f} ms, "
+        f"server process {per['server']:.1f} ms, workers {per['workers']:.1f} ms"
+    )
+
+
+async def bench(url: str, requests: int, seconds: float, server: int | None = None) -> None:
     limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
         await _clients(client, "/analyze", BOOK, 2, 10, seconds)  # warm-up
         saturated = 0.0
         for n in (1, 4, 16):
+            before = cpu_seconds(server)
             phase = await _clients(client, "/analyze", BOOK, n, requests, seconds)
             print(phase.line(f"book request, {n} clients"), flush=True)
+            print(cpu_line(before, cpu_seconds(server), len(phase.latencies)), flush=True)
             saturated = max(saturated, len(phase.latencies) / phase.seconds)
 
         expensive = [
@@ -187,7 +226,7 @@ def main() -> None:
                     break
             except httpx.TransportError:
                 time.sleep(0.2)
-        asyncio.run(bench(url, args.requests, args.seconds))
+        asyncio.run(bench(url, args.requests, args.seconds, server.pid))
     finally:
         server.terminate()
         print(f"server exit code after SIGTERM: {server.wait(timeout=30)}")
