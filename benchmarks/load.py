@@ -5,8 +5,9 @@
 Without ``--url`` it starts ``python -m service`` on a free port (default settings) and stops
 it afterwards. Every phase is bounded by ``--requests`` and ``--seconds``. Phases:
 
-1. the book's request (examples/analyze-sigmoid-std1.json: 5 x 100 sigmoid, 1000 samples)
-   from 1, 4 and 16 closed-loop clients: throughput, p50/p99 latency, share of 503s;
+1. the book's request (examples/analyze-sigmoid-std1.json: 5 x 100 sigmoid, 1000 samples,
+   each with a seed of its own so that none is a cache hit) from 1, 4 and 16 closed-loop
+   clients: throughput, p50/p99 latency, share of 503s;
 2. the same at 4 clients while two expensive requests (2048 x 10 x 1024) keep running,
    with /livez probed alongside: do cheap requests starve, does /livez stay fast?
 3. 64 clients, far beyond the slots and the queue: the share of immediate 503s.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import itertools
 import json
 import os
 import socket
@@ -42,6 +44,7 @@ from service.config import Settings
 from service.schemas import AnalyzeRequest
 
 ROOT = Path(__file__).resolve().parents[1]
+SEEDS = itertools.count(1_000_000, 1_000_000)  # per phase, offset by the request's index
 BOOK = json.loads((ROOT / "examples" / "analyze-sigmoid-std1.json").read_text())
 EXPENSIVE = {
     "network": {
@@ -89,12 +92,12 @@ async def _clients(
     end = time.perf_counter() + seconds
 
     async def one() -> None:
-        while next(budget, None) is not None and time.perf_counter() < end:
+        while (i := next(budget, None)) is not None and time.perf_counter() < end:
             start = time.perf_counter()
             if body is None:
                 response = await client.get(path)
-            else:
-                response = await client.post(path, json=body)
+            else:  # a seed of its own: the same request would be answered from the cache
+                response = await client.post(path, json={**body, "seed": next(SEEDS) + i})
             phase.add(response.status_code, time.perf_counter() - start)
 
     start = time.perf_counter()
@@ -125,7 +128,10 @@ async def bench(url: str, requests: int, seconds: float) -> None:
             print(phase.line(f"book request, {n} clients"), flush=True)
             saturated = max(saturated, len(phase.latencies) / phase.seconds)
 
-        expensive = [asyncio.create_task(client.post("/analyze", json=EXPENSIVE)) for _ in range(2)]
+        expensive = [
+            asyncio.create_task(client.post("/analyze", json={**EXPENSIVE, "seed": seed}))
+            for seed in (1, 2)
+        ]
         await asyncio.sleep(0.5)  # let them take their slots
         cheap, livez = await asyncio.gather(
             _clients(client, "/analyze", BOOK, 4, requests // 3, seconds),
@@ -169,6 +175,7 @@ def main() -> None:
     server = subprocess.Popen(
         [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT,
+        stdout=subprocess.DEVNULL,  # its JSON access log: one line per request
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
