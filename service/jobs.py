@@ -114,7 +114,8 @@ class BatchNorm:
         xhat_ij = (x_ij - mu_j) / sqrt(sigma_j^2 + eps),   y_ij = gamma xhat_ij + beta,
 
     the biased batch variance and ``eps`` inside the root, as ``torch.nn.BatchNorm1d`` computes
-    it in training mode (eps default 1e-5, PyTorch's). ``gamma`` and ``beta`` are the learned
+    it in training mode (eps default 1e-5, PyTorch's; at least 1e-30 so that it survives
+    float32 and a constant column gives xhat = 0). ``gamma`` and ``beta`` are the learned
     scale and shift at their initialisation, constants shared by all units (1 and 0 as in the
     paper and PyTorch). ``placement``: ``before`` the activation normalises the pre-activation,
     ``h = phi(BN(a))`` (the paper's choice, and the book's); ``after`` normalises the output,
@@ -126,7 +127,7 @@ class BatchNorm:
     placement: Literal["before", "after"] = "before"
     gamma: Annotated[float, Field(ge=-1e3, le=1e3, allow_inf_nan=False)] = 1.0
     beta: Annotated[float, Field(ge=-1e3, le=1e3, allow_inf_nan=False)] = 0.0
-    eps: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 1e-5
+    eps: Annotated[float, Field(ge=1e-30, le=1, allow_inf_nan=False)] = 1e-5
 
     @property
     def label(self) -> str:

@@ -399,3 +399,13 @@ def test_a_variant_cannot_patch_and_replace_the_network(client: Any) -> None:
     response = client.post("/compare", json=body)
     assert response.status_code == 422
     assert "dropout" in json.dumps(response.json())
+
+
+def test_a_constant_column_normalises_to_beta_even_with_the_smallest_eps_in_float32() -> None:
+    x = np.zeros((5, 2), dtype=np.float32)
+    x[:, 1] = np.arange(5)
+    y, norm = batch_norm(x, BatchNorm(gamma=2.0, beta=0.5, eps=1e-30))
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y[:, 0], 0.5)
+    np.testing.assert_allclose(y[:, 1], 2.0 * (np.arange(5) - 2) / np.sqrt(2) + 0.5, rtol=1e-6)
+    assert np.isfinite(batch_norm_backward(np.ones_like(x), norm)).all()
