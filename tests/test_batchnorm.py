@@ -27,6 +27,7 @@ from service.simulation import (
     draw_parameters,
     dropout_mask,
     dropout_stream,
+    jacobians,
     layer_forward,
     make_input,
     make_upstream,
@@ -409,3 +410,16 @@ def test_a_constant_column_normalises_to_beta_even_with_the_smallest_eps_in_floa
     np.testing.assert_array_equal(y[:, 0], 0.5)
     np.testing.assert_allclose(y[:, 1], 2.0 * (np.arange(5) - 2) / np.sqrt(2) + 0.5, rtol=1e-6)
     assert np.isfinite(batch_norm_backward(np.ones_like(x), norm)).all()
+
+
+def test_the_jacobian_with_dropout_is_each_samples_own_derivative() -> None:
+    """Without batch norm the samples do not interact: J_i = d h_L(x_i) / d x_i, mask fixed."""
+    layers = [{**layer, "batch_norm": None} for layer in TINY_LAYERS]
+    job = tiny_job(layers)
+    x, params, _ = tiny_net(job)
+    _, kept = forward(job, x, params)
+    batched = jacobians([(state.w, state.gain()) for state in kept], 2)
+    for i in range(2):
+        for q in range(batched.shape[2]):
+            fd = numeric(lambda i=i, q=q: float(forward(job, x, params)[0][i, q]), x)
+            np.testing.assert_allclose(batched[i, :, q], fd[i], rtol=1e-6, atol=1e-10)
