@@ -73,6 +73,7 @@ def _obstacles(job: AnalysisJob, sim: Simulation) -> list[str]:
             f"{_layers(biases)}: a bias with nonzero mean shifts every pre-activation alike; "
             "the theory assumes b ~ N(0, sigma_b^2)"
         )
+    notes.extend(theory.not_modelled(job.layers))
     if job.data is not None:
         with np.errstate(over="ignore", invalid="ignore"):  # huge rows: an infinite spread
             norms = np.square(np.asarray(job.data, dtype=np.float64)).mean(axis=1)

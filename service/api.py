@@ -59,6 +59,8 @@ EXAMPLE_SUMMARIES = {
     "compare-tanh": "The book: tanh with std 1, std 0.01 and Xavier",
     "compare-relu": "The book: ReLU with std 0.01, Xavier and He",
     "compare-leaky-relu": "Leaky ReLU: He with the matching slope, with ReLU's gain, Xavier",
+    "compare-batch-norm": "The book: sigmoid with std 0.01 and std 1, without and with batch norm",
+    "compare-dropout": "ReLU with He: dropout 0, 0.2 and 0.5 (inverted scaling)",
     "sweep-tanh": "tanh phase diagram over sigma_w^2 and sigma_b^2",
 }
 

@@ -148,8 +148,9 @@ def findings(job: AnalysisJob, sim: Simulation) -> list[Finding]:
         )
 
     def spread(x: LayerResult, spec_activation: act.ActivationFn) -> float | None:
-        if not spec_activation.bounded or x.activations.std is None:
-            return None
+        after = x.batch_norm is not None and x.batch_norm.placement == "after"
+        if not spec_activation.bounded or after or x.activations.std is None:
+            return None  # batch norm after phi: the output is not in phi's range
         low, high = spec_activation.natural_range
         return x.activations.std / (high - low)
 
@@ -259,6 +260,7 @@ def recommend(job: AnalysisJob, sim: Simulation, found: list[Finding]) -> Recomm
     to_first = sim.layers[0].gradients.relative_to_last
     steps = len(sim.layers) - 1
     rms_factor = _per_layer(sim.layers[0].activations.rms, sim.layers[-1].activations.rms, steps)
+    normalised = any(spec.batch_norm is not None for spec in job.layers)
 
     if _matches(job, suggestion):
         if not found:
@@ -285,11 +287,28 @@ def recommend(job: AnalysisJob, sim: Simulation, found: list[Finding]) -> Recomm
     if found[0].code == "saturation" and to_first is not None:
         # Saturated, yet no gradient finding: say so, or the reader assumes the gradient vanishes.
         offset = "offset" if to_first <= 1 else "more than offset"
+        cause = "batch norm's gain gamma/sigma" if normalised else "the large weights"
         reason += (
             f" (the gradient is not vanishing: layer 1 receives {to_first:.2g}x the last layer's "
-            f"gradient RMS, because the large weights {offset} the small phi')"
+            f"gradient RMS, because {cause} {offset} the small phi')"
         )
     return Recommendation(suggestion, reason + ".")
+
+
+def _batch_norm_note(job: AnalysisJob) -> str:
+    """What batch norm before phi does to the advice: the weight scale no longer matters."""
+    before = [
+        i
+        for i, spec in enumerate(job.layers, start=1)
+        if spec.batch_norm is not None and spec.batch_norm.placement == "before"
+    ]
+    if not before:
+        return ""
+    where = "every layer" if len(before) == len(job.layers) else f"layers {before}"
+    return (
+        f" Batch norm before the activation in {where} gives phi inputs of mean beta and std "
+        "|gamma| whatever the weights' scale, so there the init changes the forward pass little."
+    )
 
 
 def diagnose(
@@ -298,6 +317,9 @@ def diagnose(
     found = findings(job, sim)
     verdict = found[0].code if found else "healthy"
     recommendation = recommend(job, sim, found)
+    note = _batch_norm_note(job)
+    if note:
+        recommendation = dataclasses.replace(recommendation, reason=recommendation.reason + note)
     if network_theory is not None and network_theory.applicable:
         activation = Counter(spec.activation for spec in job.layers).most_common(1)[0][0]
         sigma_w2, sigma_b2 = Counter((x.sigma_w2, x.sigma_b2) for x in sim.layers).most_common(1)[

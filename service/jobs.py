@@ -105,11 +105,65 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
+class BatchNorm:
+    """Batch normalisation in training mode (Ioffe & Szegedy 2015, arXiv:1502.03167).
+
+    Over the batch of ``N`` samples, per unit ``j`` of the normalised tensor ``x`` (N, units):
+
+        mu_j = (1/N) sum_i x_ij,   sigma_j^2 = (1/N) sum_i (x_ij - mu_j)^2,
+        xhat_ij = (x_ij - mu_j) / sqrt(sigma_j^2 + eps),   y_ij = gamma xhat_ij + beta,
+
+    the biased batch variance and ``eps`` inside the root, as ``torch.nn.BatchNorm1d`` computes
+    it in training mode (eps default 1e-5, PyTorch's; at least 1e-30 so that it survives
+    float32 and a constant column gives xhat = 0). ``gamma`` and ``beta`` are the learned
+    scale and shift at their initialisation, constants shared by all units (1 and 0 as in the
+    paper and PyTorch). ``placement``: ``before`` the activation normalises the pre-activation,
+    ``h = phi(BN(a))`` (the paper's choice, and the book's); ``after`` normalises the output,
+    ``h = BN(phi(a))``. With BN the bias only shifts ``a`` by a constant that ``mu`` removes
+    (before) and the weights' scale cancels in ``xhat``: the forward pass does not depend on it.
+    """
+
+    __pydantic_config__ = _FORBID
+    placement: Literal["before", "after"] = "before"
+    gamma: Annotated[float, Field(ge=-1e3, le=1e3, allow_inf_nan=False)] = 1.0
+    beta: Annotated[float, Field(ge=-1e3, le=1e3, allow_inf_nan=False)] = 0.0
+    eps: Annotated[float, Field(ge=1e-30, le=1, allow_inf_nan=False)] = 1e-5
+
+    @property
+    def label(self) -> str:
+        """``BN`` (defaults, before), else ``BN after(gamma=2, beta=0.5)`` with what differs."""
+        params = [
+            f"{name}={getattr(self, name):g}"
+            for name, default in (("gamma", 1.0), ("beta", 0.0), ("eps", 1e-5))
+            if getattr(self, name) != default
+        ]
+        where = " after" if self.placement == "after" else ""
+        return f"BN{where}" + (f"({', '.join(params)})" if params else "")
+
+
+DropoutRate = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
+
+
+@dataclass(frozen=True)
 class LayerSpec:
+    """One dense layer: ``a = h_prev @ W + b``, then ``phi`` with optional batch norm before
+    or after it, then dropout of the output at ``dropout`` (0: none)."""
+
     units: int
     activation: Activation
     init: WeightInit
     bias: BiasInit
+    batch_norm: BatchNorm | None = None
+    dropout: float = 0.0
+
+    @property
+    def extras(self) -> str:
+        """``BN``, ``dropout 0.5``, ``BN, dropout 0.5`` or "": what the layer adds to a dense
+        layer, for labels."""
+        parts = [self.batch_norm.label] if self.batch_norm is not None else []
+        if self.dropout > 0:
+            parts.append(f"dropout {self.dropout:g}")
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -186,12 +240,16 @@ class AnalysisJob:
         """Upper estimate of the simulation's working memory.
 
         Per layer the forward keeps h and phi'(a) (samples x units each) for the backward
-        pass, plus the weights; transient buffers of a few samples x units arrays on top.
+        pass, and xhat with batch norm and the dropout mask with dropout, plus the weights;
+        transient buffers of a few samples x units arrays on top.
         The Jacobian spectrum holds two (k, N_0, N_l) products at a time.
         """
         itemsize = 4 if self.dtype == "float32" else 8
         widest = max(self.input_dim, *(layer.units for layer in self.layers))
-        kept = sum(2 * self.samples * layer.units for layer in self.layers)
+        kept = sum(
+            (2 + (layer.batch_norm is not None) + (layer.dropout > 0)) * self.samples * layer.units
+            for layer in self.layers
+        )
         weights = sum(fan_in * fan_out for fan_in, fan_out in self.fans)
         transient = 6 * self.samples * widest + 2 * widest * widest
         jacobian = 2 * self.jacobian_count * self.input_dim * widest

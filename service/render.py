@@ -909,8 +909,23 @@ def _inches(points: float, dpi: float) -> float:
     return inches
 
 
+def _extras(layer: LayerResult) -> str:
+    """``BN``, ``BN after``, ``dropout 0.5``, ``BN, dropout 0.5`` or "" (a plain layer)."""
+    parts = [layer.batch_norm.label] if layer.batch_norm is not None else []
+    if layer.dropout > 0:
+        parts.append(f"dropout {layer.dropout:g}")
+    return ", ".join(parts)
+
+
+def _network_extras(layers: Sequence[LayerResult]) -> str:
+    """The layers' common :func:`_extras`, or ``mixed BN/dropout`` when they differ."""
+    extras = {_extras(layer) for layer in layers}
+    return extras.pop() if len(extras) == 1 else "mixed BN/dropout"
+
+
 def _summary(layers: Sequence[LayerResult]) -> str:
-    """``5 x 100 sigmoid, normal(mean=0.0, std=1.0)`` from the layers' labels."""
+    """``5 x 100 sigmoid, normal(mean=0.0, std=1.0)`` from the layers' labels, with batch
+    norm and dropout when present (``..., BN, dropout 0.5``)."""
     units = {layer.units for layer in layers}
     shape = (
         f"{len(layers)} x {layers[0].units}"
@@ -921,7 +936,8 @@ def _summary(layers: Sequence[LayerResult]) -> str:
     inits = {layer.init for layer in layers}
     activation = layers[0].activation if len(activations) == 1 else "mixed activations"
     init = layers[0].init if len(inits) == 1 else "mixed inits"
-    return f"{shape} {activation}, {init}"
+    extras = _network_extras(layers)
+    return f"{shape} {activation}, {init}" + (f", {extras}" if extras else "")
 
 
 def _title_lines(parts: Sequence[str], width_pt: float) -> tuple[str, ...]:
@@ -998,7 +1014,9 @@ def _analysis_figure(result: Analysis, options: FigureOptions) -> Figure:
     for i, histogram in enumerate(histograms):
         cell = divmod(i, cols)
         panel = _histogram_panel(fig, place, plan.box(*cell), histogram, scale, cell)
-        panel.set_title(f"{i + 1}-layer")
+        extras = _extras(layers[i])
+        title = f"{i + 1}-layer" + (f" · {extras}" if extras else "")
+        panel.set_title(_fit(title, plan.panel_w, PANEL_TITLE_PT))
         if cell[1] == 0:  # the scale and axis labels on the first column only: all are alike
             _fraction_axis(panel, scale)
         fig.add_artist(panel)
@@ -1046,7 +1064,11 @@ def _comparison_figure(comparison: Comparison, options: FigureOptions) -> Figure
         [v for a in analyses for v in _gradient_values(a.simulation.layers, gain=False)]
     )
     decades = _decade_label_width(limits)
-    verdicts = [f"verdict: {a.diagnosis.verdict}" for a in analyses]
+    verdicts = [
+        f"verdict: {a.diagnosis.verdict}"
+        + (f" · {extras}" if (extras := _network_extras(a.simulation.layers)) else "")
+        for a in analyses
+    ]
 
     def frame_at(width_pt: float) -> _Frame:
         title = _title_lines(["initscope comparison"], width_pt - 2 * EDGE)

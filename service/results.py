@@ -8,6 +8,7 @@ from typing import Any, Literal
 import numpy as np
 
 from service.initializers import WeightInit
+from service.jobs import BatchNorm
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ class LayerResult:
     effective_rank: float | None
     gradients: GradientStats
     lsuv: LsuvReport | None = None
+    batch_norm: BatchNorm | None = None
+    dropout: float = 0.0
 
 
 @dataclass(frozen=True)

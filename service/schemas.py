@@ -28,6 +28,8 @@ from service.errors import BudgetExceeded, FieldError, InvalidRequest
 from service.initializers import BIAS_INITS, WEIGHT_INITS, BiasInit, BiasZeros, WeightInit
 from service.jobs import (
     AnalysisJob,
+    BatchNorm,
+    DropoutRate,
     DType,
     GradientSource,
     InputDistribution,
@@ -62,11 +64,25 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_BATCH_NORM = (
+    "Training-mode batch normalisation over the samples (Ioffe & Szegedy 2015): per unit "
+    "(x - mean) / sqrt(var + eps) * gamma + beta, before the activation (default) or after "
+    "it; {} for the defaults, null (default) for none."
+)
+_DROPOUT = (
+    "Inverted dropout of the layer's output (Srivastava et al. 2014): each value kept with "
+    "probability 1 - rate and scaled by 1 / (1 - rate); the mask is drawn from the layer's own "
+    "seeded stream. 0 (default): none."
+)
+
+
 class Layer(Strict):
     units: Annotated[Count, Field(description="Width of the layer (fan_out).")]
     activation: ActivationIn
     init: WeightInitIn
     bias: BiasInitIn = BiasZeros()
+    batch_norm: BatchNorm | None = Field(default=None, description=_BATCH_NORM)
+    dropout: DropoutRate = Field(default=0.0, description=_DROPOUT)
 
 
 class LayeredNetwork(Strict):
@@ -88,9 +104,18 @@ class UniformNetwork(Strict):
     activation: ActivationIn
     init: WeightInitIn
     bias: BiasInitIn = BiasZeros()
+    batch_norm: BatchNorm | None = Field(default=None, description=_BATCH_NORM)
+    dropout: DropoutRate = Field(default=0.0, description=_DROPOUT)
 
     def expand(self) -> tuple[Layer, ...]:
-        layer = Layer(units=self.width, activation=self.activation, init=self.init, bias=self.bias)
+        layer = Layer(
+            units=self.width,
+            activation=self.activation,
+            init=self.init,
+            bias=self.bias,
+            batch_norm=self.batch_norm,
+            dropout=self.dropout,
+        )
         return (layer,) * self.depth
 
 
@@ -207,19 +232,26 @@ class VariantSpec(Strict):
     activation: ActivationIn | None = None
     init: WeightInitIn | None = None
     bias: BiasInitIn | None = None
+    batch_norm: BatchNorm | None = Field(
+        default=None, description="Batch norm for every layer (null: the base's)."
+    )
+    dropout: DropoutRate | None = Field(
+        default=None, description="Dropout rate for every layer (null: the base's)."
+    )
 
     @model_validator(mode="after")
     def _network_or_patches(self) -> VariantSpec:
         if self.network is not None and self.patches():
             raise ValueError(
-                "give either a whole network or patches (activation, init, bias), not both"
+                "give either a whole network or patches (activation, init, bias, batch_norm, "
+                "dropout), not both"
             )
         return self
 
     def patches(self) -> dict[str, Any]:
         return {
             key: getattr(self, key)
-            for key in ("activation", "init", "bias")
+            for key in ("activation", "init", "bias", "batch_norm", "dropout")
             if getattr(self, key) is not None
         }
 
@@ -321,7 +353,10 @@ def to_job(
     layers = net.expand()  # only now: the shorthand's depth may have been 10**10
     job = AnalysisJob(
         input_dim=net.input_dim,
-        layers=tuple(LayerSpec(x.units, x.activation, x.init, x.bias) for x in layers),
+        layers=tuple(
+            LayerSpec(x.units, x.activation, x.init, x.bias, x.batch_norm, x.dropout)
+            for x in layers
+        ),
         samples=samples,
         distribution=shared.input.distribution,
         data=tuple(tuple(row) for row in data) if data is not None else None,
@@ -445,7 +480,11 @@ class LayerOut(Out):
     sigma_w2: float = Field(description="fan_in * Var(W).")
     sigma_b2: float = Field(description="Var(b).")
     activations: ActivationStatsOut
-    preactivations: MomentsOut
+    preactivations: MomentsOut = Field(
+        description="Moments of the activation's input: a = h_prev W + b, or BN(a) when batch "
+        "norm comes before the activation. `activations` (and its histogram) describe the "
+        "layer's output: after batch norm when it comes after the activation, after dropout."
+    )
     mean_derivative_sq: float | None = Field(description="E[phi'(a)^2], the local gain.")
     dead_units: int = Field(description="Units with phi'(a) = 0 on every sample.")
     distinct_units: int | None = Field(
@@ -458,6 +497,8 @@ class LayerOut(Out):
     gradients: GradientsOut
     theory: LayerTheoryOut | None = None
     lsuv: LsuvOut | None = Field(default=None, description="What LSUV did; null for other inits.")
+    batch_norm: BatchNorm | None = Field(default=None, description="The layer's batch norm.")
+    dropout: float = Field(default=0.0, description="The layer's dropout rate (0: none).")
 
 
 class LayerTheoryOut(Out):

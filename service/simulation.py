@@ -10,9 +10,26 @@ where ``g_l = dL/dh_l``. ``output_grad_rms`` is the RMS of the per-sample ``g_l`
 ``weight_grad_norm`` is the Frobenius norm of the sample-mean weight gradient
 ``(1/n) h_{l-1}^T delta_l``.
 
+Batch norm and dropout (per layer, :class:`service.jobs.LayerSpec`). A layer computes
+
+    a = h_prev @ W + b,   z = BN(a) or a,   u = phi(z),   v = BN(u) or u,   h = m * v,
+
+with batch norm at one of the two places (``placement`` before or after phi) in training mode
+(:func:`batch_norm`, Ioffe & Szegedy 2015, arXiv:1502.03167), and ``m`` the inverted-dropout
+multiplier (:func:`dropout_mask`, Srivastava et al. 2014, JMLR 15:1929). The backward pass runs
+the same steps in reverse: ``g <- g * m``; through BN after, :func:`batch_norm_backward`;
+``g <- g * phi'(z)`` (delta); through BN before; then ``dL/dW = h_prev^T delta`` and
+``g_prev = delta @ W^T``. The per-layer statistics keep their meaning: ``activations`` (and the
+histogram) describe the layer's output ``h`` (after BN when it comes after phi, after the
+dropout mask), ``preactivations`` phi's input ``z`` (after BN when it comes before), and
+``phi'`` is taken at ``z``; ``output_grad_rms`` is that of ``dL/dh``.
+
 Layers initialised with LSUV are rescaled here, on the request's own input, as they are reached
-(:func:`lsuv`); the input-output Jacobian spectrum, when asked for, is computed from the kept
-weights and derivatives after the forward pass (:func:`jacobian_spectrum`).
+(:func:`lsuv`, measured on the plain layer ``phi(h_prev @ W + b)`` before any batch norm or
+dropout); the input-output Jacobian spectrum, when asked for, is computed from the kept
+weights and per-sample gains after the forward pass (:func:`jacobian_spectrum`). With batch
+norm it is the Jacobian of each sample with the batch statistics held fixed (each BN a
+diagonal gain ``gamma / sqrt(sigma^2 + eps)``), with dropout that of the sample's own mask.
 """
 
 from __future__ import annotations
@@ -26,7 +43,7 @@ from numpy.typing import NDArray
 
 from service.activations import ActivationFn
 from service.initializers import Lsuv
-from service.jobs import AnalysisJob, LayerSpec, NormalInput, OnesGradient
+from service.jobs import AnalysisJob, BatchNorm, LayerSpec, NormalInput, OnesGradient
 from service.results import (
     ActivationStats,
     GradientStats,
@@ -58,6 +75,75 @@ _INPUT_STREAM, _GRADIENT_STREAM, _FIRST_LAYER_STREAM = 0, 1, 2
 def streams(seed: int, layers: int) -> list[np.random.Generator]:
     children = np.random.SeedSequence(seed).spawn(_FIRST_LAYER_STREAM + layers)
     return [np.random.default_rng(child) for child in children]
+
+
+def dropout_stream(seed: int, index: int) -> np.random.Generator:
+    """Layer ``index``'s (1-based) dropout stream: the first child of the layer's own seed
+    sequence (``spawn_key`` (layer stream, 0)), independent of the draws of W and b, so the
+    mask depends only on the seed, the layer's place, its shape and the rate: variants of a
+    comparison that differ in anything else see the same masks."""
+    key = (_FIRST_LAYER_STREAM + index - 1, 0)
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+def dropout_mask(
+    rate: float, shape: tuple[int, int], dtype: np.dtype[Any], rng: np.random.Generator
+) -> FloatArray:
+    """Inverted dropout (Srivastava, Hinton, Krizhevsky, Sutskever & Salakhutdinov 2014,
+    "Dropout", JMLR 15:1929-1958), as ``torch.nn.functional.dropout`` in training mode.
+
+    Each value is kept independently with probability ``1 - rate`` (u >= rate for
+    u ~ U[0, 1) from ``rng``, so a higher rate drops a superset of the units a lower one
+    drops) and kept values are scaled by ``1 / (1 - rate)``, so E[m] = 1 and
+    E[m * v] = E[v]: the multiplier ``m`` (``shape``, ``dtype``) is 0 or ``1 / (1 - rate)``.
+    """
+    mask: FloatArray = (rng.random(shape) >= rate).astype(dtype)
+    mask *= dtype.type(1.0 / (1.0 - rate))
+    return mask
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalised:
+    """What the backward pass needs from one batch norm: ``xhat`` (N, units) and the gain
+    ``gamma / sqrt(sigma^2 + eps)`` (units,)."""
+
+    xhat: FloatArray
+    gain: FloatArray
+
+
+def batch_norm(x: FloatArray, bn: BatchNorm) -> tuple[FloatArray, Normalised]:
+    """Training-mode batch norm of ``x`` (N, units) over its N rows (Ioffe & Szegedy 2015):
+
+        mu = mean_i x_i,   sigma^2 = mean_i (x_i - mu)^2,
+        xhat = (x - mu) / sqrt(sigma^2 + eps),   y = gamma xhat + beta,
+
+    per column, in ``x``'s dtype (PyTorch's ``BatchNorm1d`` in training mode). A constant
+    column gives xhat = 0 and y = beta.
+    """
+    dtype = x.dtype.type
+    centred = x - x.mean(axis=0)
+    inv_sigma = 1.0 / np.sqrt(np.mean(centred * centred, axis=0) + dtype(bn.eps))
+    xhat = centred
+    xhat *= inv_sigma
+    y = xhat * dtype(bn.gamma)
+    if bn.beta:
+        y += dtype(bn.beta)
+    return y, Normalised(xhat, inv_sigma * dtype(bn.gamma))
+
+
+def batch_norm_backward(dy: FloatArray, norm: Normalised) -> FloatArray:
+    """``dL/dx`` from ``dy = dL/dy`` (N, units) through training-mode batch norm, the batch
+    statistics differentiated too (Ioffe & Szegedy 2015, section 3):
+
+        dx = (1/N) gamma / sqrt(sigma^2 + eps) (N dy - sum_i dy_i - xhat sum_i dy_i xhat_i),
+
+    per column. The result sums to 0 over the batch and is orthogonal to xhat: batch norm
+    passes no gradient along a shift or a rescaling of its input.
+    """
+    dx: FloatArray = dy - dy.mean(axis=0)
+    dx -= norm.xhat * np.mean(dy * norm.xhat, axis=0)
+    dx *= norm.gain
+    return dx
 
 
 def make_input(job: AnalysisJob, rng: np.random.Generator) -> FloatArray:
@@ -128,7 +214,7 @@ def layer_statistics(
     limit = job.thresholds.saturation_derivative * act.max_derivative
     deriv = summarise_derivative(d, limit)
 
-    value_range = job.histogram_range or (act.natural_range if act.bounded else data_range(out))
+    value_range = job.histogram_range or output_range(spec, out)
 
     all_finite = out.non_finite == 0
     distinct: int | None = None  # not assessed on overflowed values
@@ -161,7 +247,21 @@ def layer_statistics(
         distinct_units=distinct,
         effective_rank=effective_rank(h) if job.effective_rank and all_finite else None,
         gradients=GradientStats(None, None, None),  # filled in by the backward pass
+        batch_norm=spec.batch_norm,
+        dropout=spec.dropout,
     )
+
+
+def output_range(spec: LayerSpec, out: Summary) -> tuple[float, float]:
+    """The histogram's default range: a bounded activation's natural range (widened by
+    dropout's 1 / (1 - rate)); with batch norm after phi, or an unbounded phi, the data's."""
+    act: ActivationFn = spec.activation
+    after = spec.batch_norm is not None and spec.batch_norm.placement == "after"
+    if not act.bounded or after:
+        return data_range(out)
+    low, high = act.natural_range
+    scale = 1.0 / (1.0 - spec.dropout)
+    return (low * scale, high * scale)
 
 
 def init_label(spec: LayerSpec) -> str:
@@ -292,35 +392,87 @@ def _singular_values(m: FloatArray) -> FloatArray:
         return np.array(rows, dtype=m.dtype).reshape(len(rows), count)
 
 
+@dataclasses.dataclass(frozen=True)
+class Kept:
+    """One layer's forward state for the backward pass: its input ``h_prev``, ``W``,
+    ``phi'(z)``, the batch norm before / after phi, and the dropout multiplier."""
+
+    h_prev: FloatArray
+    w: FloatArray
+    d: FloatArray
+    before: Normalised | None
+    after: Normalised | None
+    mask: FloatArray | None
+
+    def gain(self) -> FloatArray:
+        """The per-sample diagonal of d h / d a with batch statistics held fixed:
+        phi'(z) times each BN's gain, times the dropout multiplier."""
+        gain = self.d
+        for norm in (self.before, self.after):
+            if norm is not None:
+                gain = gain * norm.gain
+        return gain if self.mask is None else gain * self.mask
+
+    def backward(self, g: FloatArray) -> FloatArray:
+        """``delta = dL/da`` from ``g = dL/dh``, which it may overwrite."""
+        if self.mask is not None:
+            g *= self.mask
+        if self.after is not None:
+            g = batch_norm_backward(g, self.after)
+        g *= self.d
+        if self.before is not None:
+            g = batch_norm_backward(g, self.before)
+        return g
+
+
+def layer_forward(
+    job: AnalysisJob, index: int, spec: LayerSpec, h: FloatArray, w: FloatArray, b: FloatArray
+) -> tuple[FloatArray, FloatArray, Kept, LsuvReport | None]:
+    """Layer ``index``: phi's input ``z``, the output ``h``, the state for the backward pass,
+    and what LSUV did (None for other inits)."""
+    report: LsuvReport | None = None
+    if isinstance(spec.init, Lsuv):
+        a, _, report = lsuv(spec.init, spec.activation, h, w, b)
+    else:
+        a = dense(h, w, b)
+    bn = spec.batch_norm
+    before = after = mask = None
+    if bn is not None and bn.placement == "before":
+        a, before = batch_norm(a, bn)
+    out = spec.activation.forward(a)
+    d = spec.activation.derivative(a, out)
+    if bn is not None and bn.placement == "after":
+        out, after = batch_norm(out, bn)
+    if spec.dropout > 0:
+        rng = dropout_stream(job.seed, index)
+        mask = dropout_mask(spec.dropout, out.shape, out.dtype, rng)
+        out = out * mask  # not in place: a linear phi returns z itself
+    return a, out, Kept(h, w, d, before, after, mask), report
+
+
 def simulate(job: AnalysisJob) -> Simulation:
     """Run the forward and backward pass of ``job`` and measure every layer."""
     rngs = streams(job.seed, len(job.layers))
     with np.errstate(all="ignore"):  # overflow is measured and reported, never raised
         x = make_input(job, rngs[_INPUT_STREAM])
         h = x
-        kept: list[tuple[FloatArray, FloatArray, FloatArray]] = []  # (h_prev, W, phi'(a))
+        kept: list[Kept] = []
         forward: list[LayerResult] = []
         for index, (spec, (fan_in, _)) in enumerate(zip(job.layers, job.fans, strict=True), 1):
             w, b = draw_parameters(job, index, rngs[_FIRST_LAYER_STREAM + index - 1])
-            report: LsuvReport | None = None
-            if isinstance(spec.init, Lsuv):
-                a, h_next, report = lsuv(spec.init, spec.activation, h, w, b)
-            else:
-                a = dense(h, w, b)
-                h_next = spec.activation.forward(a)
-            d = spec.activation.derivative(a, h_next)
-            result = layer_statistics(job, index, spec, fan_in, a, h_next, d)
+            z, h_next, state, report = layer_forward(job, index, spec, h, w, b)
+            result = layer_statistics(job, index, spec, fan_in, z, h_next, state.d)
             if report is not None:  # the rescaled W's own variance, not the pre-init's
                 sigma_w2 = fan_in * float(np.var(w, dtype=np.float64))
                 result = dataclasses.replace(result, sigma_w2=sigma_w2, lsuv=report)
             forward.append(result)
-            del a
-            kept.append((h, w, d))
+            del z
+            kept.append(state)
             h = h_next
 
         jacobian: JacobianSpectrum | None = None
         if job.jacobian_count > 0:
-            m = jacobians([(w, d) for _, w, d in kept], job.jacobian_count)
+            m = jacobians([(k.w, k.gain()) for k in kept], job.jacobian_count)
             jacobian = jacobian_spectrum(m)
             del m
 
@@ -328,11 +480,11 @@ def simulate(job: AnalysisJob) -> Simulation:
         grad_rms: list[float] = []
         weight_norms: list[float] = []
         n = job.samples
-        for h_prev, w, d in reversed(kept):
+        for state in reversed(kept):
             grad_rms.append(rms(g))
-            g *= d  # delta_l, in place: g is ours
-            weight_norms.append(math.sqrt(sum_squares(h_prev.T @ g)) / n)  # no float32 overflow
-            g = g @ w.T
+            g = state.backward(g)  # delta_l, in place where it can: g is ours
+            weight_norms.append(math.sqrt(sum_squares(state.h_prev.T @ g)) / n)  # no f32 overflow
+            g = g @ state.w.T
         input_grad_rms = rms(g)
     grad_rms.reverse()
     weight_norms.reverse()

@@ -51,6 +51,7 @@ from service.activations import (
     Softplus,
     Tanh,
 )
+from service.jobs import LayerSpec
 
 __all__ = [
     "GAUSS_HERMITE_MAX_Q",
@@ -73,6 +74,7 @@ __all__ = [
     "length_map_slope",
     "mean_derivative_sq",
     "nearest_to_critical",
+    "not_modelled",
     "phase",
     "predicted_relative_to_last",
     "propagate",
@@ -753,6 +755,43 @@ def predicted_relative_to_last(layers: Sequence[LayerTheory]) -> list[float]:
     for index in range(len(layers) - 2, -1, -1):
         out[index] = out[index + 1] * layers[index + 1].gradient_ratio
     return out
+
+
+def not_modelled(layers: Sequence[LayerSpec]) -> list[str]:
+    """Why the maps above do not describe layers with batch norm or dropout, one note per kind.
+
+    Both are outside these maps: training-mode batch norm divides each unit by its batch
+    standard deviation, so q^l is reset every layer whatever sigma_w^2 is, and the samples of
+    the batch are coupled (Yang, Pennington, Rao, Sohl-Dickstein & Schoenholz 2019,
+    arXiv:1902.08129, give the mean-field theory of that: gradients explode with depth).
+    Inverted dropout at rate rho multiplies E[h^2] by 1 / (1 - rho) and breaks the
+    correlation map's fixed point c* = 1 (Schoenholz et al. 2017 treat dropout); neither is
+    added to the maps here, so predictions for such networks are withheld.
+    """
+    normalised = [i for i, spec in enumerate(layers, start=1) if spec.batch_norm is not None]
+    dropped = [i for i, spec in enumerate(layers, start=1) if spec.dropout > 0]
+    notes = []
+    if normalised:
+        notes.append(
+            f"{_where(normalised)}: batch norm rescales each unit by its batch statistics, so "
+            "the pre-activation variance no longer follows sigma_w^2 and the length map; the "
+            "mean-field maps here do not model it (Yang et al. 2019 do)"
+        )
+    if dropped:
+        notes.append(
+            f"{_where(dropped)}: dropout multiplies E[h^2] by 1 / (1 - rate) and decorrelates "
+            "inputs; the mean-field maps here do not model it (Schoenholz et al. 2017 do)"
+        )
+    return notes
+
+
+def _where(indices: list[int]) -> str:
+    """``layer 3``, ``layers 1-5`` or ``layers 1, 4``."""
+    if len(indices) == 1:
+        return f"layer {indices[0]}"
+    if indices == list(range(indices[0], indices[-1] + 1)):
+        return f"layers {indices[0]}-{indices[-1]}"
+    return "layers " + ", ".join(map(str, indices))
 
 
 # -- argument checks ------------------------------------------------------------------------------
