@@ -161,10 +161,15 @@ class TrainJob:
         1 per weight per row evaluated (training and validation sets at step 0 and after each
         epoch), plus the step-0 analysis (a forward pass and its two backward products)."""
         per_row = sum(fan_in * fan_out for fan_in, fan_out in self.fans)
+        return self.fit_cost + 3 * min(ANALYSIS_ROWS, self.train_rows) * per_row
+
+    @property
+    def fit_cost(self) -> int:
+        """:attr:`cost` without the step-0 analysis: one trial of a search."""
+        per_row = sum(fan_in * fan_out for fan_in, fan_out in self.fans)
         trained = min(self.total_steps * self.batch_size, self.epochs * self.train_rows)
         evaluated = (self.recorded_epochs + 1) * self.task.samples
-        analysis = 3 * min(ANALYSIS_ROWS, self.train_rows) * per_row
-        return 3 * trained * per_row + evaluated * per_row + analysis
+        return 3 * trained * per_row + evaluated * per_row
 
     def peak_bytes(self) -> int:
         """Upper estimate of working memory: the data, an evaluation pass over all rows (three
