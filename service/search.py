@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -74,8 +75,9 @@ def with_value(job: TrainJob, param: SearchParam, value: float) -> TrainJob:
     return dataclasses.replace(job, dropout=value)
 
 
-def run_search(job: SearchJob) -> SearchResult:
-    """Top-level and picklable: what the process pool runs for /search."""
+def run_search(job: SearchJob, tick: Callable[[], object] | None = None) -> SearchResult:
+    """Top-level and picklable: what the process pool runs for /search; ``tick`` is called
+    after each trial (the command line's progress bar)."""
     start = time.perf_counter()
     rng = np.random.default_rng(np.random.SeedSequence((job.base.seed, _TAG)))
     xs, ys = job.x.draw(rng, job.trials), job.y.draw(rng, job.trials)
@@ -84,6 +86,8 @@ def run_search(job: SearchJob) -> SearchResult:
     for x, y in zip(xs, ys, strict=True):
         trial_job = with_value(with_value(job.base, job.x.param, x), job.y.param, y)
         last = fit(trial_job, data)
+        if tick is not None:
+            tick()
         end = last.history[-1]
         trials.append(
             Trial(

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from rich.console import Console
 
+from service import cli
+from service.cli import Streams
 from service.config import Settings
 from service.search import run_search
 from service.train_schemas import SearchRequest
@@ -65,3 +71,20 @@ def test_search_refusals(client: TestClient, patch: dict[str, Any], loc_or_type:
     response = client.post("/search", json={**BODY, **patch})
     assert response.status_code == 422
     assert response.json()["errors"][0]["type"] == loc_or_type
+
+
+def test_command_line_train_and_search_compute_in_process(tmp_path: Path) -> None:
+    for kind, body in (
+        ("search", {**BODY, "trials": 3, "epochs": 2}),
+        ("train", {k: v for k, v in BODY.items() if k not in ("x", "y", "trials")}),
+    ):
+        spec = tmp_path / f"{kind}.json"
+        spec.write_text(json.dumps(body))
+        out, err = io.StringIO(), io.StringIO()
+        streams = Streams(Console(file=out), Console(file=err), io.BytesIO())
+        assert cli.run([kind, str(spec), "--json"], streams) == 0
+        answer = json.loads(out.getvalue())
+        if kind == "search":
+            assert [t["rank"] for t in answer["trials"]] == [1, 2, 3]
+        else:
+            assert len(answer["runs"][0]["history"]) == 7
