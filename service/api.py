@@ -21,6 +21,7 @@ from service.config import Settings, get_settings
 from service.jobs import FigureFormat, FigureOptions
 from service.media import Representation
 from service.render import render_analysis, render_comparison, render_sweep
+from service.render_train import render_search, render_training
 from service.results import Comparison, Variant
 from service.runner import Runner
 from service.schemas import (
@@ -34,7 +35,10 @@ from service.schemas import (
     SweepResponse,
     to_jobs,
 )
+from service.search import run_search
 from service.sweep import run_sweep
+from service.train_schemas import SearchRequest, SearchResponse, TrainRequest, TrainResponse
+from service.training import TrainComparison, TrainVariant, train
 
 DESCRIPTION = """
 Simulate a dense network's forward and backward pass at initialisation and see, before any
@@ -62,6 +66,10 @@ EXAMPLE_SUMMARIES = {
     "compare-batch-norm": "The book: sigmoid with std 0.01 and std 1, without and with batch norm",
     "compare-dropout": "ReLU with He: dropout 0, 0.2 and 0.5 (inverted scaling)",
     "sweep-tanh": "tanh phase diagram over sigma_w^2 and sigma_b^2",
+    "train-digits-inits": "The book: std 0.01, Xavier and He on real digits (sigmoid, ReLU)",
+    "train-spirals-relu-he": "Spirals: ReLU with He reaches high validation accuracy",
+    "train-digits-overfitting": "Overfitting on 300 digits, and what weight decay does",
+    "search-digits-lr-wd": "Random search over learning rate and weight decay on digits",
 }
 
 
@@ -120,6 +128,8 @@ RepresentationDep = Annotated[tuple[Representation, FigureOptions], Depends(_rep
 AnalyzeBody = Annotated[AnalyzeRequest, Body(openapi_examples=request_examples("analyze"))]
 CompareBody = Annotated[CompareRequest, Body(openapi_examples=request_examples("compare"))]
 SweepBody = Annotated[SweepRequest, Body(openapi_examples=request_examples("sweep"))]
+TrainBody = Annotated[TrainRequest, Body(openapi_examples=request_examples("train"))]
+SearchBody = Annotated[SearchRequest, Body(openapi_examples=request_examples("search"))]
 
 
 def _image(content: bytes, representation: Representation) -> Response:
@@ -203,6 +213,55 @@ async def sweep_route(
     return await cache.respond(request, body, wanted, compute)
 
 
+async def train_route(
+    request: Request,
+    body: TrainBody,
+    settings: SettingsDep,
+    runner: RunnerDep,
+    wanted: RepresentationDep,
+) -> Response:
+    """Train the network (or 2 to 8 variants on the same data, batches and seed) on a task:
+    per-epoch loss and accuracy, per-layer gradient RMS, and whether the step-0 diagnosis
+    held — as JSON, or loss and accuracy curves as PNG or SVG."""
+    representation, options = wanted
+    jobs = body.jobs(settings)
+
+    async def compute() -> Response:
+        async with runner.admit():  # a slot and a deadline for every job it runs
+            results = await asyncio.gather(*(runner.run(train, job) for _, job in jobs))
+            runs = TrainComparison(
+                tuple(TrainVariant(name, r) for (name, _), r in zip(jobs, results, strict=True))
+            )
+            if representation == "json":
+                return _json(TrainResponse.from_result(runs))
+            return _image(await runner.run(render_training, runs, options), representation)
+
+    return await cache.respond(request, body, wanted, compute)
+
+
+async def search_route(
+    request: Request,
+    body: SearchBody,
+    settings: SettingsDep,
+    runner: RunnerDep,
+    wanted: RepresentationDep,
+) -> Response:
+    """Random search over two hyperparameters (uniform or log-uniform): every trial trained
+    from the same weights on the same batches, ranked by validation accuracy — as JSON or a
+    scatter plot."""
+    representation, options = wanted
+    job = body.job(settings)
+
+    async def compute() -> Response:
+        async with runner.admit():  # a slot and a deadline for every job it runs
+            result = await runner.run(run_search, job)
+            if representation == "json":
+                return _json(SearchResponse.from_result(result))
+            return _image(await runner.run(render_search, result, options), representation)
+
+    return await cache.respond(request, body, wanted, compute)
+
+
 async def list_activations() -> tuple[ActivationInfo, ...]:
     """Every activation with its parameters, formula and PyTorch gain."""
     return catalogue.activations()
@@ -259,6 +318,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ("/analyze", analyze_route, AnalyzeResponse, "Analyse a network's initialisation"),
         ("/compare", compare_route, CompareResponse, "Compare initialisations side by side"),
         ("/sweep", sweep_route, SweepResponse, "Phase diagram over two hyperparameters"),
+        ("/train", train_route, TrainResponse, "Train and check the diagnosis"),
+        ("/search", search_route, SearchResponse, "Random hyperparameter search"),
     ):
         app.add_api_route(
             path,

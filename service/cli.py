@@ -43,6 +43,7 @@ from service.config import Settings
 from service.jobs import FigureOptions
 from service.problems import clean_loc
 from service.render import render_analysis, render_comparison, render_sweep
+from service.render_train import render_search, render_training
 from service.results import Comparison, Variant
 from service.schemas import (
     ActivationInfo,
@@ -55,7 +56,10 @@ from service.schemas import (
     SweepResponse,
     to_jobs,
 )
+from service.search import run_search
 from service.sweep import SweepJob, SweepResult, critical_curve, run_sweep
+from service.train_schemas import SearchRequest, SearchResponse, TrainRequest, TrainResponse
+from service.training import TrainComparison, TrainVariant, train
 
 OK, FINDINGS, INPUT_ERROR, SERVICE_ERROR = 0, 1, 2, 3
 
@@ -137,10 +141,32 @@ def _local_sweep(body: SweepRequest, figure: FigureOptions | None, err: Console)
     return SweepResponse.from_result(result) if figure is None else render_sweep(result, figure)
 
 
+def _local_train(body: TrainRequest, figure: FigureOptions | None, err: Console) -> Any:
+    jobs = body.jobs(Settings())
+    runs = []
+    with progress(err, "training", len(jobs)) as tick:
+        for name, job in jobs:
+            runs.append(TrainVariant(name, train(job)))
+            tick()
+    comparison = TrainComparison(tuple(runs))
+    if figure is None:
+        return TrainResponse.from_result(comparison)
+    return render_training(comparison, figure)
+
+
+def _local_search(body: SearchRequest, figure: FigureOptions | None, err: Console) -> Any:
+    job = body.job(Settings())
+    with progress(err, "trials", job.trials) as tick:
+        result = run_search(job, tick)
+    return SearchResponse.from_result(result) if figure is None else render_search(result, figure)
+
+
 LOCAL: dict[str, tuple[type[BaseModel], Callable[[Any, FigureOptions | None, Console], Any]]] = {
     "analyze": (AnalyzeRequest, _local_analyze),
     "compare": (CompareRequest, _local_compare),
     "sweep": (SweepRequest, _local_sweep),
+    "train": (TrainRequest, _local_train),
+    "search": (SearchRequest, _local_search),
 }
 
 
@@ -329,7 +355,50 @@ def show_activations(out: Console, items: list[ActivationInfo]) -> None:
     out.print(table)
 
 
+def show_train(out: Console, result: TrainResponse) -> None:
+    table = _table(
+        "training",
+        ("run", "verdict at step 0", "final val acc", "best val acc", "final train loss"),
+        right=("final val acc", "best val acc", "final train loss"),
+    )
+    for row in result.table:
+        _row(
+            table,
+            row.name + (" (diverged)" if row.diverged else ""),
+            row.verdict,
+            _num(row.final_val_accuracy),
+            _num(row.best_val_accuracy),
+            _num(row.final_train_loss),
+        )
+    out.print(table)
+    for run in result.runs:
+        for claim in run.check.claims:
+            held = "held" if claim.held else "did not hold"
+            out.print(Text(f"{run.name}: {claim.claim} {held}: {claim.evidence}"))
+
+
+def show_search(out: Console, result: SearchResponse) -> None:
+    table = _table(
+        f"random search, median validation accuracy {_num(result.median_val_accuracy)}",
+        ("rank", result.x_param, result.y_param, "val acc", "val loss", "train acc"),
+        right=("rank", result.x_param, result.y_param, "val acc", "val loss", "train acc"),
+    )
+    for t in result.trials:
+        _row(
+            table,
+            str(t.rank),
+            _num(t.x),
+            _num(t.y),
+            _num(t.val_accuracy),
+            _num(t.val_loss),
+            _num(t.train_accuracy),
+        )
+    out.print(table)
+
+
 SHOW: dict[str, Callable[[Console, Any], None]] = {
+    "train": show_train,
+    "search": show_search,
     "analyze": show_analysis,
     "compare": show_comparison,
     "sweep": show_sweep,
@@ -473,6 +542,8 @@ def parser() -> argparse.ArgumentParser:
         ("analyze", "per-layer statistics, gradient decay and a diagnosis of one network"),
         ("compare", "2 to 8 variants of a network on the same input"),
         ("sweep", "a phase diagram over two hyperparameters"),
+        ("train", "train a network (or variants) on a task and check the diagnosis"),
+        ("search", "random search over two hyperparameters, ranked by validation accuracy"),
     ):
         command = commands.add_parser(kind, parents=[remote], help=help_text, description=help_text)
         command.add_argument(

@@ -57,6 +57,7 @@ from service.schemas import (
     SweepRequest,
     SweepResponse,
 )
+from service.train_schemas import SearchRequest, SearchResponse, TrainRequest, TrainResponse
 
 __all__ = [
     "AsyncClient",
@@ -484,6 +485,32 @@ class Client(_Base):
         args = self._post_args("/sweep", request, format, width, height, dpi)
         return _result(self._send(**args), SweepResponse, format)
 
+    def train(
+        self,
+        request: TrainRequest | Mapping[str, Any],
+        *,
+        format: Format = "json",
+        width: int | None = None,
+        height: int | None = None,
+        dpi: int | None = None,
+    ) -> TrainResponse | bytes:
+        """``POST /train``: every run's history and diagnosis check, or the curves."""
+        args = self._post_args("/train", request, format, width, height, dpi)
+        return _result(self._send(**args), TrainResponse, format)
+
+    def search(
+        self,
+        request: SearchRequest | Mapping[str, Any],
+        *,
+        format: Format = "json",
+        width: int | None = None,
+        height: int | None = None,
+        dpi: int | None = None,
+    ) -> SearchResponse | bytes:
+        """``POST /search``: the ranked trials, or their scatter plot."""
+        args = self._post_args("/search", request, format, width, height, dpi)
+        return _result(self._send(**args), SearchResponse, format)
+
     def initializers(self) -> list[InitializerInfo]:
         """``GET /initializers``."""
         return _INITIALIZERS.validate_json(_checked(self._send("GET", "/initializers")).content)
@@ -622,6 +649,32 @@ class AsyncClient(_Base):
         """``POST /sweep``: the metric over the grid, or the heatmap."""
         args = self._post_args("/sweep", request, format, width, height, dpi)
         return _result(await self._send(**args), SweepResponse, format)
+
+    async def train(
+        self,
+        request: TrainRequest | Mapping[str, Any],
+        *,
+        format: Format = "json",
+        width: int | None = None,
+        height: int | None = None,
+        dpi: int | None = None,
+    ) -> TrainResponse | bytes:
+        """``POST /train``: every run's history and diagnosis check, or the curves."""
+        args = self._post_args("/train", request, format, width, height, dpi)
+        return _result(await self._send(**args), TrainResponse, format)
+
+    async def search(
+        self,
+        request: SearchRequest | Mapping[str, Any],
+        *,
+        format: Format = "json",
+        width: int | None = None,
+        height: int | None = None,
+        dpi: int | None = None,
+    ) -> SearchResponse | bytes:
+        """``POST /search``: the ranked trials, or their scatter plot."""
+        args = self._post_args("/search", request, format, width, height, dpi)
+        return _result(await self._send(**args), SearchResponse, format)
 
     async def initializers(self) -> list[InitializerInfo]:
         """``GET /initializers``."""

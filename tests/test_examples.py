@@ -14,12 +14,17 @@ from service.analysis import analyze
 from service.api import EXAMPLE_SUMMARIES, create_app
 from service.config import Settings
 from service.schemas import AnalyzeRequest, CompareRequest, SweepRequest, to_jobs
+from service.train_schemas import SearchRequest, TrainRequest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "service" / "examples"
-MODELS: dict[str, type[AnalyzeRequest | CompareRequest | SweepRequest]] = {
+MODELS: dict[
+    str, type[AnalyzeRequest | CompareRequest | SweepRequest | TrainRequest | SearchRequest]
+] = {
     "analyze": AnalyzeRequest,
     "compare": CompareRequest,
     "sweep": SweepRequest,
+    "train": TrainRequest,
+    "search": SearchRequest,
 }
 
 
@@ -42,6 +47,8 @@ def test_each_file_is_a_valid_request_within_the_default_limits(name: str) -> No
     request = MODELS[kind].model_validate(_load(name))
     if isinstance(request, CompareRequest):
         assert to_jobs(request, Settings())
+    elif isinstance(request, TrainRequest):
+        assert request.jobs(Settings())
     else:
         assert request.job(Settings()) is not None
 

@@ -74,6 +74,8 @@ def _obey_cross_field_rules(body: dict[str, Any]) -> None:
         for i, variant in enumerate(variants):
             variant["name"] = f"v{i}"
     for axis, other in (("x", "y"), ("y", "x")):
+        if isinstance(body.get(axis), dict) and "values" not in body[axis]:
+            continue  # a /search axis (low, high): left to its own 422s
         if isinstance(body.get(axis), dict) and isinstance(body.get(other), dict):
             param, values = body[axis]["param"], body[axis]["values"]
             if param in ("depth", "width"):
@@ -84,6 +86,7 @@ def _obey_cross_field_rules(body: dict[str, Any]) -> None:
     if (
         isinstance(x, dict)
         and isinstance(y, dict)
+        and "values" in x
         and {x["param"], y["param"]} <= {"sigma_w2", "std"}
     ):
         body["y"] = {"param": "sigma_b2", "values": [0.0, 0.1]}
