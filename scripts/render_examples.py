@@ -1,18 +1,20 @@
-"""Render every request in examples/ to docs/images/ (``make images``), in-process."""
+"""Render every request in examples/ to docs/images/ (``make images``), in-process.
+
+Each file is computed as ``initscope <kind> FILE --format png`` would compute it, ``<kind>``
+being the first word of its name (analyze, compare, sweep, train, search).
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from pathlib import Path
 
-from service.analysis import analyze
-from service.config import Settings
+from rich.console import Console
+
+from service.cli import LOCAL
 from service.jobs import FigureOptions
-from service.render import render_analysis, render_comparison, render_sweep
-from service.results import Comparison, Variant
-from service.schemas import AnalyzeRequest, CompareRequest, SweepRequest, to_jobs
-from service.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -20,15 +22,10 @@ IMAGES = ROOT / "docs" / "images"
 
 
 def render(path: Path, options: FigureOptions) -> bytes:
-    body = json.loads(path.read_text())
-    settings = Settings()
-    if path.name.startswith("sweep-"):
-        return render_sweep(run_sweep(SweepRequest.model_validate(body).job(settings)), options)
-    if path.name.startswith("compare-"):
-        jobs = to_jobs(CompareRequest.model_validate(body), settings)
-        comparison = Comparison(tuple(Variant(name, analyze(job)) for name, job in jobs))
-        return render_comparison(comparison, options)
-    return render_analysis(analyze(AnalyzeRequest.model_validate(body).job(settings)), options)
+    model, run = LOCAL[path.name.split("-", 1)[0]]
+    quiet = Console(file=io.StringIO())  # no progress bars
+    image: bytes = run(model.model_validate(json.loads(path.read_text())), options, quiet)
+    return image
 
 
 def main() -> int:
