@@ -52,6 +52,7 @@ from service.schemas import (
     CompareRequest,
     CompareResponse,
     InitializerInfo,
+    LayerOut,
     SweepRequest,
     SweepResponse,
     to_jobs,
@@ -221,7 +222,12 @@ def _table(title: str, columns: Sequence[str], right: Sequence[str] = ()) -> Tab
     table = Table(title=Text(title), title_justify="left")
     for column in columns:
         number = column in right
-        table.add_column(Text(column), justify="right" if number else "left", no_wrap=number)
+        table.add_column(
+            Text(column),
+            justify="right" if number else "left",
+            no_wrap=number or column == "adds",
+            min_width=len(column),
+        )
     return table
 
 
@@ -235,6 +241,14 @@ def _layers(indices: Sequence[int]) -> str:
     return ("layer " if len(indices) == 1 else "layers ") + ", ".join(map(str, indices))
 
 
+def _extras(layer: LayerOut) -> str:
+    """``BN``, ``drop 0.5``, both, or "": what the layer adds to its dense map."""
+    parts = [layer.batch_norm.label] if layer.batch_norm is not None else []
+    if layer.dropout > 0:
+        parts.append(f"drop {layer.dropout:g}")
+    return ", ".join(parts)
+
+
 def show_analysis(out: Console, result: AnalyzeResponse) -> None:
     numbers = ("layer", "units", "std", "saturated", "dead", "E[phi'^2]", "gradient / last")
     first = result.layers[0]
@@ -244,14 +258,18 @@ def show_analysis(out: Console, result: AnalyzeResponse) -> None:
         columns: tuple[str, ...] = numbers
     else:
         columns = ("layer", "units", "activation", "init", *numbers[2:])
+    extras = [_extras(layer) for layer in result.layers]
+    if any(extras):  # batch norm or dropout somewhere: a column says where
+        columns = (*columns[:2], "adds", *columns[2:])
     table = _table("per layer", columns, right=numbers)
-    for layer in result.layers:
+    for layer, extra in zip(result.layers, extras, strict=True):
         stats = layer.activations
         names = () if uniform else (layer.activation, layer.init)
         _row(
             table,
             str(layer.index),
             str(layer.units),
+            *((extra or "-",) if any(extras) else ()),
             *names,
             _num(stats.std),
             _pct(stats.saturated_fraction),

@@ -274,3 +274,17 @@ def test_the_console_script_is_installed() -> None:
     assert done.returncode == 0, done.stderr.decode()
     assert json.loads(done.stdout)["diagnosis"]["verdict"] == "healthy"
     assert done.stderr == b""  # piped: no progress, no colour
+
+
+def test_the_table_says_which_layers_add_batch_norm_or_dropout(tmp_path: Path) -> None:
+    layer = {"units": 8, "activation": "relu", "init": "he_normal"}
+    body = {
+        "network": {
+            "input_dim": 8,
+            "layers": [{**layer, "batch_norm": {}}, {**layer, "dropout": 0.5}, layer],
+        },
+        "input": {"samples": 50},
+    }
+    run = Run(["analyze", _spec(tmp_path, body)], terminal=True)
+    rows = [line for line in run.out.getvalue().splitlines() if line.startswith("│")]
+    assert [row.split("│")[3].strip() for row in rows] == ["BN", "drop 0.5", "-"]
