@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.api import create_app
 from service.cache import CacheConfig, ResponseCache, Stored, etag
 from service.config import Settings
-from service.errors import FieldError, InvalidRequest
+from service.errors import FieldError, InvalidRequest, Overloaded
 from service.jobs import FigureOptions
 from service.schemas import AnalyzeRequest
 
@@ -304,3 +304,21 @@ def test_real_pool_answers_304_on_its_own_tag(client: TestClient) -> None:
     assert first.status_code == 200
     again = client.post("/analyze", json=body, headers={"if-none-match": first.headers["etag"]})
     assert again.status_code == 304
+
+
+class FullRunner(CountingRunner):
+    """Every slot and the queue taken: admission refuses at once."""
+
+    @contextlib.asynccontextmanager
+    async def admit(self) -> AsyncIterator[None]:
+        raise Overloaded(retry_after=1)
+        yield  # pragma: no cover
+
+
+def test_a_cached_answer_needs_no_slot(app: FastAPI, fresh: TestClient) -> None:
+    assert fresh.post("/analyze", json=SMALL).status_code == 200
+    app.state.runner = FullRunner()
+    assert fresh.post("/analyze", json=SMALL).status_code == 200  # from the cache
+    refused = fresh.post("/analyze", json={**SMALL, "seed": 12345})
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "1"
