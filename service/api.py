@@ -69,6 +69,7 @@ EXAMPLE_SUMMARIES = {
     "train-digits-inits": "The book: std 0.01, Xavier and He on real digits (sigmoid, ReLU)",
     "train-spirals-relu-he": "Spirals: ReLU with He reaches high validation accuracy",
     "train-digits-overfitting": "Overfitting on 300 digits, and what weight decay does",
+    "train-batch-norm": "Batch norm rescues sigmoid with std 0.01 on digits (before or after)",
     "search-digits-lr-wd": "Random search over learning rate and weight decay on digits",
 }
 

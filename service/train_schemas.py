@@ -49,7 +49,10 @@ class Training(Strict):
         default=0.0, description="L2 coefficient lambda on the weights: loss + lambda/2 ||W||^2."
     )
     dropout: Rate = Field(
-        default=0.0, description="Inverted dropout rate after every hidden activation."
+        default=0.0,
+        description="Inverted dropout rate after the activation of every hidden layer that has "
+        "no dropout of its own: a layer's own rate (network layers' dropout, > 0) wins where "
+        "set; this one (or a variant's) applies to the other hidden layers.",
     )
     thresholds: Thresholds = Thresholds()
     seed: Seed = 0
@@ -186,7 +189,10 @@ def train_job(
     layers = net.expand()
     return TrainJob(
         input_dim=net.input_dim,
-        layers=tuple(LayerSpec(x.units, x.activation, x.init, x.bias) for x in layers),
+        layers=tuple(
+            LayerSpec(x.units, x.activation, x.init, x.bias, x.batch_norm, x.dropout)
+            for x in layers
+        ),
         task=task,
         optimizer=request.optimizer,
         batch_size=request.batch_size,

@@ -23,8 +23,10 @@ Optimisers follow ``torch.optim`` (g: the gradient including the decay term, t: 
 
 Each layer runs its affine map, then its hooks in order; a hook is an object with
 ``forward(x, training) -> y`` and ``backward(g) -> g_x`` that may own parameters
-(:meth:`parameters`). Inverted dropout is such a hook after the activation; batch
-normalisation would be another (before or after the activation) without touching the rest.
+(:meth:`parameters`): batch normalisation (:class:`BatchNormHook`, learned ``gamma`` and
+``beta``, running statistics out of training) before the activation (between the affine map
+and phi) or after it, and inverted dropout after the activation. Weight decay applies to the
+weights alone, not to biases, gamma or beta.
 
 Data order, dropout masks and the data itself come from streams independent of the network,
 so variants trained under one seed see the same batches in the same order.
@@ -48,6 +50,7 @@ from service.analysis import analyze
 from service.initializers import BiasZeros, Lsuv
 from service.jobs import (
     AnalysisJob,
+    BatchNorm,
     DType,
     LayerSpec,
     NormalInput,
@@ -124,7 +127,7 @@ class TrainJob:
     epochs: int
     steps: int | None  # stop after this many steps (the last epoch then partial); None: epochs
     weight_decay: float
-    dropout: float  # inverted dropout after every hidden layer's activation; 0: off
+    dropout: float  # inverted dropout after hidden layers without their own rate; 0: off
     seed: int
     dtype: DType
     thresholds: Thresholds
@@ -185,7 +188,7 @@ class TrainJob:
 
 
 class Hook(Protocol):
-    """A per-layer transformation with its own backward pass (dropout; batch norm later)."""
+    """A per-layer transformation with its own backward pass (batch norm, dropout)."""
 
     def forward(self, x: FloatArray, training: bool) -> FloatArray: ...
     def backward(self, g: FloatArray) -> FloatArray: ...
@@ -196,7 +199,7 @@ class Hook(Protocol):
 class Parameter:
     value: FloatArray
     grad: FloatArray
-    decay: bool  # weight decay applies (weights, not biases)
+    decay: bool  # weight decay applies (weights, not biases, not batch norm's gamma and beta)
 
 
 class Dropout:
@@ -223,22 +226,107 @@ class Dropout:
         return []
 
 
+class BatchNormHook:
+    """Batch normalisation with learned ``gamma`` and ``beta`` per unit (Ioffe & Szegedy 2015,
+    arXiv:1502.03167), ``torch.nn.BatchNorm1d``'s rules. In training, the batch statistics of
+    :func:`service.simulation.batch_norm` (biased variance, ``eps`` inside the root):
+
+        xhat = (x - mu_B) / sqrt(sigma_B^2 + eps),   y = gamma xhat + beta,
+
+    and the running estimates move by ``momentum`` = 0.1: ``mean <- 0.9 mean + 0.1 mu_B``,
+    ``var <- 0.9 var + 0.1 sigma_B^2 N / (N - 1)`` (the unbiased batch variance; a batch of
+    one row, whose variance is undefined, leaves them as they are). Out of training the
+    running estimates (0 and 1 at first) replace the batch's, so a row's output does not
+    depend on the other rows. Backward (training mode, the statistics differentiated):
+
+        dx = (gamma / sigma) / N (N dy - sum dy - xhat sum(dy xhat)),
+        dgamma = sum(dy xhat),   dbeta = sum(dy),
+
+    sums over the batch, per unit. ``gamma`` and ``beta`` start at the spec's constants and
+    carry no weight decay."""
+
+    MOMENTUM = 0.1
+
+    def __init__(self, spec: BatchNorm, units: int, dtype: np.dtype[Any]) -> None:
+        self.gamma = Parameter(np.full(units, spec.gamma, dtype), np.zeros(units, dtype), False)
+        self.beta = Parameter(np.full(units, spec.beta, dtype), np.zeros(units, dtype), False)
+        self.eps = dtype.type(spec.eps)
+        self.running_mean = np.zeros(units, dtype)
+        self.running_var = np.ones(units, dtype)
+        self._xhat: FloatArray | None = None
+        self._inv_sigma: FloatArray | None = None
+
+    def normalise(self, x: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """``xhat``, ``1 / sigma``, ``mu`` and the biased variance of the batch ``x``."""
+        mu = x.mean(axis=0)
+        centred = x - mu
+        var = np.mean(centred * centred, axis=0)
+        inv_sigma = 1.0 / np.sqrt(var + self.eps)
+        centred *= inv_sigma
+        return centred, inv_sigma, mu, var
+
+    def forward(self, x: FloatArray, training: bool) -> FloatArray:
+        if not training:
+            self._xhat = self._inv_sigma = None
+            xhat: FloatArray = (x - self.running_mean) / np.sqrt(self.running_var + self.eps)
+            return xhat * self.gamma.value + self.beta.value
+        xhat, inv_sigma, mu, var = self.normalise(x)
+        n = len(x)
+        if n > 1:
+            m = x.dtype.type(self.MOMENTUM)
+            self.running_mean *= 1 - m
+            self.running_mean += m * mu
+            self.running_var *= 1 - m
+            self.running_var += m * var * x.dtype.type(n / (n - 1))
+        self._xhat, self._inv_sigma = xhat, inv_sigma
+        return xhat * self.gamma.value + self.beta.value
+
+    def probe(self, x: FloatArray) -> FloatArray:
+        """The training-mode output on ``x`` with nothing stored or updated (LSUV's pass)."""
+        xhat, *_ = self.normalise(x)
+        return xhat * self.gamma.value + self.beta.value
+
+    def backward(self, g: FloatArray) -> FloatArray:
+        assert self._xhat is not None
+        assert self._inv_sigma is not None
+        xhat = self._xhat
+        np.sum(g * xhat, axis=0, out=self.gamma.grad)
+        np.sum(g, axis=0, out=self.beta.grad)
+        n = len(g)
+        dx: FloatArray = n * g - self.beta.grad - xhat * self.gamma.grad
+        dx *= self.gamma.value * self._inv_sigma / n
+        return dx
+
+    def parameters(self) -> list[Parameter]:
+        return [self.gamma, self.beta]
+
+
 class Dense:
-    """``h = hooks(phi(x W + b))``; keeps what its backward pass needs."""
+    """``h = post(phi(pre(x W + b)))``: the ``pre`` hooks (batch norm before the activation)
+    between the affine map and phi, the ``hooks`` after phi (batch norm after it, then
+    dropout); keeps what its backward pass needs."""
 
     def __init__(
-        self, w: FloatArray, b: FloatArray, activation: ActivationFn, hooks: list[Hook]
+        self,
+        w: FloatArray,
+        b: FloatArray,
+        activation: ActivationFn,
+        hooks: list[Hook],
+        pre: list[Hook] | None = None,
     ) -> None:
         self.w = Parameter(w, np.zeros_like(w), decay=True)
         self.b = Parameter(b, np.zeros_like(b), decay=False)
         self.activation = activation
+        self.pre: list[Hook] = pre or []
         self.hooks = hooks
         self._x: FloatArray | None = None
         self._d: FloatArray | None = None
 
     def forward(self, x: FloatArray, training: bool) -> FloatArray:
-        a = x @ self.w.value
+        a: FloatArray = x @ self.w.value
         a += self.b.value
+        for hook in self.pre:
+            a = hook.forward(a, training)
         h = self.activation.forward(a)
         if training:
             self._x, self._d = x, self.activation.derivative(a, h)
@@ -246,25 +334,44 @@ class Dense:
             h = hook.forward(h, training)
         return h
 
+    def probe(self, x: FloatArray) -> FloatArray:
+        """The output on ``x`` with batch norm on the batch's statistics and no dropout, nothing
+        stored: what :func:`service.simulation.simulate` passes to the next layer's LSUV (there
+        with its dropout mask)."""
+
+        def apply(hooks: list[Hook], v: FloatArray) -> FloatArray:
+            for hook in hooks:
+                v = hook.probe(v) if isinstance(hook, BatchNormHook) else v
+            return v
+
+        return apply(
+            self.hooks, self.activation.forward(apply(self.pre, x @ self.w.value + self.b.value))
+        )
+
     def backward(self, g: FloatArray) -> FloatArray:
         """``g = dL/dh`` of this layer's output; fills the gradients, returns dL/dx."""
         assert self._x is not None
         assert self._d is not None
         for hook in reversed(self.hooks):
             g = hook.backward(g)
-        delta = g * self._d
+        delta: FloatArray = g * self._d
+        for hook in reversed(self.pre):
+            delta = hook.backward(delta)
         np.matmul(self._x.T, delta, out=self.w.grad)
         np.sum(delta, axis=0, out=self.b.grad)
         return delta @ self.w.value.T
 
     def parameters(self) -> list[Parameter]:
-        return [self.w, self.b, *(p for hook in self.hooks for p in hook.parameters())]
+        hooks = [*self.pre, *self.hooks]
+        return [self.w, self.b, *(p for hook in hooks for p in hook.parameters())]
 
 
 def build_network(job: TrainJob, x_init: FloatArray) -> list[Dense]:
     """The spec's layers and the readout, drawn from the per-layer streams of
     :func:`service.simulation.streams` (so layer l's weights are the ones /analyze draws for
-    the same seed); LSUV layers are rescaled on ``x_init``."""
+    the same seed); LSUV layers are rescaled on ``x_init``. Each hidden layer gets its batch
+    norm (before or after phi) and its dropout: the layer's own rate where it has one, else
+    the job's."""
     specs = [*job.layers, LayerSpec(job.classes, Linear(), job.layers[-1].init, BiasZeros())]
     rngs = streams(job.seed, len(specs))
     dropout_rng = _streams(job.seed)[_DROPOUT]
@@ -277,10 +384,16 @@ def build_network(job: TrainJob, x_init: FloatArray) -> list[Dense]:
         b = spec.bias.sample(rng, fan_out, dtype)
         if isinstance(spec.init, Lsuv):
             lsuv(spec.init, spec.activation, h, w, b)  # rescales w in place
-        hidden = index < len(job.layers)
-        hooks: list[Hook] = [Dropout(job.dropout, dropout_rng)] if hidden and job.dropout else []
-        layer = Dense(w, b, spec.activation, hooks)
-        h = layer.forward(h, training=False)
+        pre: list[Hook] = []
+        hooks: list[Hook] = []
+        if spec.batch_norm is not None:
+            bn = BatchNormHook(spec.batch_norm, fan_out, dtype)
+            (pre if spec.batch_norm.placement == "before" else hooks).append(bn)
+        rate = spec.dropout or (job.dropout if index < len(job.layers) else 0.0)
+        if rate:
+            hooks.append(Dropout(rate, dropout_rng))
+        layer = Dense(w, b, spec.activation, hooks, pre)
+        h = layer.probe(h)
         layers.append(layer)
     return layers
 
