@@ -65,9 +65,11 @@ class Strict(BaseModel):
 
 
 _BATCH_NORM = (
-    "Training-mode batch normalisation over the samples (Ioffe & Szegedy 2015): per unit "
-    "(x - mean) / sqrt(var + eps) * gamma + beta, before the activation (default) or after "
-    "it; {} for the defaults, null (default) for none."
+    "Batch normalisation (Ioffe & Szegedy 2015): per unit (x - mean) / sqrt(var + eps) * "
+    "gamma + beta, before the activation (default) or after it; {} for the defaults, null "
+    "(default) for none. /analyze and /compare use the batch's own statistics (training "
+    "mode); /train learns gamma and beta and evaluates with running statistics (PyTorch's, "
+    "momentum 0.1)."
 )
 _DROPOUT = (
     "Inverted dropout of the layer's output (Srivastava et al. 2014): each value kept with "
