@@ -65,8 +65,13 @@ def test_sigterm_drains_and_exits_zero() -> None:
                 target=lambda: slow.update(response=client.post("/analyze", json=BIG))
             )
             thread.start()
-            # the slot is taken (the queue is 0) once a cheap request is refused
-            assert _poll(lambda: client.post("/analyze", json=BOOK).status_code == 503, 30)
+            # the big request holds the only slot (the queue is 0): a cheap one is refused
+            # (no-cache: a cached answer would need no slot)
+            assert _poll(
+                lambda: "initscope_runner_in_flight 1.0" in client.get("/metrics").text, 30
+            )
+            fresh = {"cache-control": "no-cache"}
+            assert client.post("/analyze", json=BOOK, headers=fresh).status_code == 503
 
             sent = time.monotonic()
             server.send_signal(signal.SIGTERM)
