@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Body, Depends, FastAPI, Query, Request, Response, status
 from fastapi.openapi.models import Example
@@ -137,9 +137,35 @@ def _image(content: bytes, representation: Representation) -> Response:
     return Response(content, media_type=media.MEDIA_TYPES[representation], headers=VARY)
 
 
+Result = TypeVar("Result")
+
+
 def _json(model: BaseModel) -> Response:
     """The bytes FastAPI would write for the response model (kept whole by the cache)."""
     return Response(model.model_dump_json(), media_type="application/json", headers=VARY)
+
+
+async def _answer(
+    request: Request,
+    body: BaseModel,
+    wanted: tuple[Representation, FigureOptions],
+    runner: Runner,
+    compute: Callable[[], Awaitable[Result]],
+    to_json: Callable[[Result], BaseModel],
+    render: Callable[[Result, FigureOptions], bytes],
+) -> Response:
+    """The shape of every computing route: a cached answer, or a slot and a deadline for the
+    jobs ``compute`` runs in the pool, then the response model or the figure."""
+    representation, options = wanted
+
+    async def respond() -> Response:
+        async with runner.admit():
+            result = await compute()
+            if representation == "json":
+                return _json(to_json(result))
+            return _image(await runner.run(render, result, options), representation)
+
+    return await cache.respond(request, body, wanted, respond)
 
 
 async def analyze_route(
@@ -151,17 +177,16 @@ async def analyze_route(
 ) -> Response:
     """Simulate the network on the requested input and return per-layer statistics, gradient
     decay and a diagnosis — as JSON, or drawn as PNG or SVG."""
-    representation, options = wanted
     job = body.job(settings)
-
-    async def compute() -> Response:
-        async with runner.admit():  # a slot and a deadline for every job it runs
-            result = await runner.run(analyze, job)
-            if representation == "json":
-                return _json(AnalyzeResponse.from_result(result))
-            return _image(await runner.run(render_analysis, result, options), representation)
-
-    return await cache.respond(request, body, wanted, compute)
+    return await _answer(
+        request,
+        body,
+        wanted,
+        runner,
+        lambda: runner.run(analyze, job),
+        AnalyzeResponse.from_result,
+        render_analysis,
+    )
 
 
 async def compare_route(
@@ -173,22 +198,17 @@ async def compare_route(
 ) -> Response:
     """Analyse 2 to 8 variants of a network on the same input and upstream gradient: every
     analysis and a comparison table, or one figure with a row per variant."""
-    representation, options = wanted
     jobs = to_jobs(body, settings)
 
-    async def compute() -> Response:
-        async with runner.admit():  # a slot and a deadline for every job it runs
-            results = await asyncio.gather(*(runner.run(analyze, job) for _, job in jobs))
-            comparison = Comparison(
-                tuple(
-                    Variant(name, result) for (name, _), result in zip(jobs, results, strict=True)
-                )
-            )
-            if representation == "json":
-                return _json(CompareResponse.from_result(comparison))
-            return _image(await runner.run(render_comparison, comparison, options), representation)
+    async def compare() -> Comparison:
+        results = await asyncio.gather(*(runner.run(analyze, job) for _, job in jobs))
+        return Comparison(
+            tuple(Variant(name, result) for (name, _), result in zip(jobs, results, strict=True))
+        )
 
-    return await cache.respond(request, body, wanted, compute)
+    return await _answer(
+        request, body, wanted, runner, compare, CompareResponse.from_result, render_comparison
+    )
 
 
 async def sweep_route(
@@ -201,17 +221,16 @@ async def sweep_route(
     """A grid over two of sigma_w^2 (or the weight std), sigma_b^2, depth and width for one
     activation: a metric per cell from simulation, mean-field theory or both, and the
     theoretical edge of chaos — as JSON or a heatmap."""
-    representation, options = wanted
     job = body.job(settings)
-
-    async def compute() -> Response:
-        async with runner.admit():  # a slot and a deadline for every job it runs
-            result = await runner.run(run_sweep, job)
-            if representation == "json":
-                return _json(SweepResponse.from_result(result))
-            return _image(await runner.run(render_sweep, result, options), representation)
-
-    return await cache.respond(request, body, wanted, compute)
+    return await _answer(
+        request,
+        body,
+        wanted,
+        runner,
+        lambda: runner.run(run_sweep, job),
+        SweepResponse.from_result,
+        render_sweep,
+    )
 
 
 async def train_route(
@@ -224,20 +243,17 @@ async def train_route(
     """Train the network (or 2 to 8 variants on the same data, batches and seed) on a task:
     per-epoch loss and accuracy, per-layer gradient RMS, and whether the step-0 diagnosis
     held — as JSON, or loss and accuracy curves as PNG or SVG."""
-    representation, options = wanted
     jobs = body.jobs(settings)
 
-    async def compute() -> Response:
-        async with runner.admit():  # a slot and a deadline for every job it runs
-            results = await asyncio.gather(*(runner.run(train, job) for _, job in jobs))
-            runs = TrainComparison(
-                tuple(TrainVariant(name, r) for (name, _), r in zip(jobs, results, strict=True))
-            )
-            if representation == "json":
-                return _json(TrainResponse.from_result(runs))
-            return _image(await runner.run(render_training, runs, options), representation)
+    async def fit() -> TrainComparison:
+        results = await asyncio.gather(*(runner.run(train, job) for _, job in jobs))
+        return TrainComparison(
+            tuple(TrainVariant(name, r) for (name, _), r in zip(jobs, results, strict=True))
+        )
 
-    return await cache.respond(request, body, wanted, compute)
+    return await _answer(
+        request, body, wanted, runner, fit, TrainResponse.from_result, render_training
+    )
 
 
 async def search_route(
@@ -250,17 +266,16 @@ async def search_route(
     """Random search over two hyperparameters (uniform or log-uniform): every trial trained
     from the same weights on the same batches, ranked by validation accuracy — as JSON or a
     scatter plot."""
-    representation, options = wanted
     job = body.job(settings)
-
-    async def compute() -> Response:
-        async with runner.admit():  # a slot and a deadline for every job it runs
-            result = await runner.run(run_search, job)
-            if representation == "json":
-                return _json(SearchResponse.from_result(result))
-            return _image(await runner.run(render_search, result, options), representation)
-
-    return await cache.respond(request, body, wanted, compute)
+    return await _answer(
+        request,
+        body,
+        wanted,
+        runner,
+        lambda: runner.run(run_search, job),
+        SearchResponse.from_result,
+        render_search,
+    )
 
 
 async def list_activations() -> tuple[ActivationInfo, ...]:
