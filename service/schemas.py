@@ -295,6 +295,32 @@ class CompareRequest(Shared):
         return out
 
 
+def at_most(loc: tuple[str | int, ...], value: int, maximum: int, what: str) -> list[FieldError]:
+    """No error, or the one saying that ``what`` at ``body.loc`` is over its limit."""
+    if value <= maximum:
+        return []
+    message = f"{what} must be at most {maximum}, got {value}"
+    return [FieldError(("body", *loc), message, "less_than_equal", value)]
+
+
+def network_limits(
+    net: LayeredNetwork | UniformNetwork, settings: Settings, where: tuple[str | int, ...]
+) -> list[FieldError]:
+    """The configured size limits of one network, checked before it is expanded."""
+    if isinstance(net, UniformNetwork):
+        errors = at_most((*where, "depth"), net.depth, settings.max_layers, "depth")
+        errors += at_most((*where, "width"), net.width, settings.max_units, "width")
+    else:
+        errors = at_most(
+            (*where, "layers"), len(net.layers), settings.max_layers, "the number of layers"
+        )
+        for i, layer in enumerate(net.layers):
+            errors += at_most(
+                (*where, "layers", i, "units"), layer.units, settings.max_units, "units"
+            )
+    return errors + at_most((*where, "input_dim"), net.input_dim, settings.max_units, "input_dim")
+
+
 def to_job(
     net: LayeredNetwork | UniformNetwork,
     shared: Shared,
@@ -310,24 +336,9 @@ def to_job(
     errors: list[FieldError] = []
 
     def limit(loc: tuple[str | int, ...], value: int, maximum: int, what: str) -> None:
-        if value > maximum:
-            errors.append(
-                FieldError(
-                    ("body", *loc),
-                    f"{what} must be at most {maximum}, got {value}",
-                    "less_than_equal",
-                    value,
-                )
-            )
+        errors.extend(at_most(loc, value, maximum, what))
 
-    if isinstance(net, UniformNetwork):
-        limit((*where, "depth"), net.depth, settings.max_layers, "depth")
-        limit((*where, "width"), net.width, settings.max_units, "width")
-    else:
-        limit((*where, "layers"), len(net.layers), settings.max_layers, "the number of layers")
-        for i, layer in enumerate(net.layers):
-            limit((*where, "layers", i, "units"), layer.units, settings.max_units, "units")
-    limit((*where, "input_dim"), net.input_dim, settings.max_units, "input_dim")
+    errors.extend(network_limits(net, settings, where))
     limit(("histogram", "bins"), shared.histogram.bins, settings.max_bins, "bins")
     if data is None:
         limit(("input", "samples"), samples, settings.max_samples, "samples")

@@ -17,6 +17,8 @@ from service.schemas import (
     Network,
     UniformNetwork,
     WeightInitIn,
+    at_most,
+    network_limits,
 )
 from service.search import SearchAxis, SearchJob, SearchResult
 from service.tasks import InlineTask, Spirals, Task
@@ -146,24 +148,9 @@ def train_job(
     errors: list[FieldError] = []
 
     def limit(loc: tuple[str | int, ...], value: int, maximum: int, what: str) -> None:
-        if value > maximum:
-            errors.append(
-                FieldError(
-                    ("body", *loc),
-                    f"{what} must be at most {maximum}, got {value}",
-                    "less_than_equal",
-                    value,
-                )
-            )
+        errors.extend(at_most(loc, value, maximum, what))
 
-    if isinstance(net, UniformNetwork):
-        limit((*where, "depth"), net.depth, settings.max_layers, "depth")
-        limit((*where, "width"), net.width, settings.max_units, "width")
-    else:
-        limit((*where, "layers"), len(net.layers), settings.max_layers, "the number of layers")
-        for i, layer in enumerate(net.layers):
-            limit((*where, "layers", i, "units"), layer.units, settings.max_units, "units")
-    limit((*where, "input_dim"), net.input_dim, settings.max_units, "input_dim")
+    errors.extend(network_limits(net, settings, where))
     task = request.task
     if isinstance(task, InlineTask):
         limit(("task", "x"), task.samples, settings.max_inline_rows, "the number of rows")
