@@ -1,4 +1,5 @@
-"""The HTTP edge: app factory, routes, and the mapping of domain errors to responses."""
+"""The HTTP edge: the app factory and the routes (errors become problem+json in
+``service.problems``)."""
 
 from __future__ import annotations
 
@@ -46,8 +47,13 @@ training, how its activations are distributed per layer, how the gradient decays
 layer to the first, and what to change. Reproduces chapter 6 of *Deep Learning from Scratch*
 (std 1 vs 0.01 vs Xavier vs He) and reports every number it measures.
 
-`POST /analyze` and `POST /compare` answer in JSON by default, or draw the result as PNG or
-SVG: send `Accept: image/png` / `image/svg+xml`, or add `?format=png|svg` (handy here).
+Beyond the first step: `POST /sweep` draws phase diagrams against mean-field theory, `POST
+/train` trains the network for a few epochs to confirm the diagnosis, and `POST /search` runs a
+random hyperparameter search.
+
+Every `POST` answers in JSON by default, or draws the result as PNG or SVG: send
+`Accept: image/png` / `image/svg+xml`, or add `?format=png|svg` (handy here). Errors are RFC
+9457 `application/problem+json`.
 """
 
 # The request files of service/examples/ (package data, so an installed wheel has them too),
