@@ -100,7 +100,7 @@ _FIGURE_RESPONSES: dict[int | str, dict[str, Any]] = {
             "image/svg+xml": {"schema": {"type": "string"}},
         },
     },
-    **problems.responses(400, 406, 413, 422, 503, 504),
+    **problems.responses(400, 406, 413, 422, 503, 504, 507),
 }
 
 

@@ -9,8 +9,8 @@
 - ``https://initscope.dev/problems/content-too-large`` (413): the body is over ``max_body_bytes``.
 - ``https://initscope.dev/problems/<kebab-case class name>``: a domain error of
   :mod:`service.errors` that declares its own ``status`` and ``title`` (``overloaded``,
-  ``shutting-down``, ``worker-lost``, ``deadline-exceeded``), with ``Retry-After`` when the
-  error carries ``retry_after``.
+  ``shutting-down``, ``worker-lost``, ``out-of-memory``, ``deadline-exceeded``), with
+  ``Retry-After`` when the error carries ``retry_after``.
 - ``https://initscope.dev/problems/internal`` (500): a bug; the body says nothing more.
 - ``about:blank``: plain HTTP errors with nothing to add to the status (404, 405, ...); as RFC
   9457 section 4.2.1 asks, ``title`` is then the status phrase.
@@ -309,6 +309,7 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         status.HTTP_503_SERVICE_UNAVAILABLE: "Overloaded or shutting down (retry after "
         "`Retry-After` seconds), or the worker running the request died.",
         status.HTTP_504_GATEWAY_TIMEOUT: "The computation ran over its deadline.",
+        status.HTTP_507_INSUFFICIENT_STORAGE: "The computation outgrew the worker's memory cap.",
     }
     content = {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
     entries: dict[int | str, dict[str, Any]] = {}
