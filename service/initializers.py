@@ -239,12 +239,16 @@ def _truncated_gaussian(
     u ~ U[Phi(alpha), Phi(beta)], x = mean + std * Phi^-1(u), clipped to [a, b] (as PyTorch's
     ``trunc_normal_`` does), with alpha = (a - mean)/std, beta = (b - mean)/std. Computed in
     float64 (same speed as float32 here) and on the side of 0 where Phi keeps its precision.
+    A std that underflowed to 0 (a scale of 1e-320, say) leaves the limit, a point mass at
+    the mean clipped to [a, b]; the same uniforms are drawn either way.
     """
+    u = rng.random(shape)
+    if std == 0.0:
+        return _cast(np.full(shape, min(max(mean, a), b)), dt)
     alpha, beta = (a - mean) / std, (b - mean) / std
     mirror = alpha > -beta
     lo, hi = (-beta, -alpha) if mirror else (alpha, beta)
     p_lo, p_hi = float(ndtr(lo)), float(ndtr(hi))
-    u = rng.random(shape)
     u *= p_hi - p_lo
     u += p_lo
     z: NDArray[np.float64] = ndtri(u, out=u)

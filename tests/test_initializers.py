@@ -356,6 +356,16 @@ def test_variance_scaling_truncated_hits_target(scale: float, mode: Any, n: floa
     assert float(np.abs(w).max()) > 1.99 * std_pre
 
 
+def test_variance_scaling_with_a_scale_whose_std_underflows_gives_zeros():
+    """Hypothesis found scale=5e-324: sqrt(scale / n) underflows to 0, and the truncated
+    normal divided by it. The limit of the distribution is a point mass at 0."""
+    init = VarianceScaling(scale=5e-324)
+    assert init.std(FAN_IN, FAN_OUT) == 0.0
+    w = draw(init)
+    assert w.shape == (FAN_IN, FAN_OUT)
+    assert not np.any(w)
+
+
 def test_variance_scaling_clamps_fan_to_one():
     # Keras: n = max(1, fan); fan_avg of (1, 1) is 1, so Var = scale
     init = VarianceScaling(scale=0.5, mode="fan_avg", distribution="untruncated_normal")
