@@ -174,6 +174,17 @@ async def _answer(
     return await cache.respond(request, body, wanted, respond)
 
 
+Job = TypeVar("Job")
+
+
+async def _each(
+    runner: Runner, fn: Callable[[Job], Result], jobs: list[tuple[str, Job]]
+) -> list[tuple[str, Result]]:
+    """``fn`` on every named job, concurrently in the pool: the names with their results."""
+    results = await asyncio.gather(*(runner.run(fn, job) for _, job in jobs))
+    return [(name, result) for (name, _), result in zip(jobs, results, strict=True)]
+
+
 async def analyze_route(
     request: Request,
     body: AnalyzeBody,
@@ -207,10 +218,8 @@ async def compare_route(
     jobs = to_jobs(body, settings)
 
     async def compare() -> Comparison:
-        results = await asyncio.gather(*(runner.run(analyze, job) for _, job in jobs))
-        return Comparison(
-            tuple(Variant(name, result) for (name, _), result in zip(jobs, results, strict=True))
-        )
+        runs = await _each(runner, analyze, jobs)
+        return Comparison(tuple(Variant(*run) for run in runs))
 
     return await _answer(
         request, body, wanted, runner, compare, CompareResponse.from_result, render_comparison
@@ -252,9 +261,8 @@ async def train_route(
     jobs = body.jobs(settings)
 
     async def fit() -> TrainComparison:
-        results = await asyncio.gather(*(runner.run(train, job) for _, job in jobs))
         return TrainComparison(
-            tuple(TrainVariant(name, r) for (name, _), r in zip(jobs, results, strict=True))
+            tuple(TrainVariant(*run) for run in await _each(runner, train, jobs))
         )
 
     return await _answer(

@@ -1,4 +1,4 @@
-"""Ways for the client and the CLI to reach a real app in tests."""
+"""Ways for the client and the CLI to reach a real app in tests, and what they send it."""
 
 from __future__ import annotations
 
@@ -10,9 +10,23 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 from fastapi.testclient import TestClient
+
+PNG = b"\x89PNG\r\n\x1a\n"
+SMALL: dict[str, Any] = {  # a request that costs milliseconds
+    "network": {
+        "input_dim": 20,
+        "depth": 3,
+        "width": 20,
+        "activation": "relu",
+        "init": "he_normal",
+    },
+    "input": {"samples": 200},
+    "histogram": {"bins": 10},
+}
 
 
 class AppTransport(httpx.BaseTransport):

@@ -17,21 +17,9 @@ from service import cli
 from service.config import Settings
 from service.schemas import SweepRequest
 from service.sweep import run_sweep
-from tests.client_support import AppTransport
+from tests.client_support import PNG, SMALL, AppTransport
 
 EXAMPLES = Path(cli.__file__).resolve().parent / "examples"
-PNG = b"\x89PNG\r\n\x1a\n"
-SMALL: dict[str, Any] = {
-    "network": {
-        "input_dim": 20,
-        "depth": 3,
-        "width": 20,
-        "activation": "relu",
-        "init": "he_normal",
-    },
-    "input": {"samples": 200},
-    "histogram": {"bins": 10},
-}
 
 
 class Run:

@@ -18,20 +18,8 @@ from service import client as ic
 from service.api import create_app
 from service.config import Settings
 from service.schemas import AnalyzeRequest, AnalyzeResponse, CompareResponse, SweepResponse
-from tests.client_support import AppTransport, live_server
+from tests.client_support import PNG, SMALL, AppTransport, live_server
 
-PNG = b"\x89PNG\r\n\x1a\n"
-SMALL: dict[str, Any] = {
-    "network": {
-        "input_dim": 20,
-        "depth": 3,
-        "width": 20,
-        "activation": "relu",
-        "init": "he_normal",
-    },
-    "input": {"samples": 200},
-    "histogram": {"bins": 10},
-}
 BAD_INIT: dict[str, Any] = {
     "network": {**SMALL["network"], "init": {"scheme": "kaiming"}},
 }
