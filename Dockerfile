@@ -45,4 +45,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/livez' % os.environ.get('INITSCOPE_PORT', '8000'), timeout=4)"]
 # Exec form: python is PID 1 and gets SIGTERM itself; uvicorn stops accepting, finishes the
 # requests in flight, then the lifespan shuts the process pool down.
-CMD ["python", "-m", "service"]
+CMD ["python", "-m", "initscope"]

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a file: service/ at the root
     sys.path.insert(0, str(ROOT))
 
-from service.api import create_app  # noqa: E402
-from service.config import Settings  # noqa: E402
+from initscope.config import Settings  # noqa: E402
+from initscope.http.api import create_app  # noqa: E402
 
 BOOK = json.loads((ROOT / "examples" / "analyze-sigmoid-std1.json").read_text())
 

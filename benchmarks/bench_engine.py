@@ -4,7 +4,7 @@ Run by hand (``make bench`` or ``.venv/bin/python benchmarks/bench_engine.py``);
 runs the book shape only, ``--json`` prints the results as JSON instead of tables.
 
 For each shape (samples x depth x width, relu + he_normal, float32, seed 0) this times
-``service.analysis.analyze(job)`` -- simulation, every per-layer statistic, the diagnosis,
+``initscope.engine.analysis.analyze(job)`` -- simulation, every per-layer statistic, the diagnosis,
 with the mean-field predictions (``"theory"``) off: they cost the same at any sample count --
 in this process (no HTTP, no process pool), as requested by default and with the opt-in
 ``statistics.effective_rank``, against the bare chain of the same matrix products:
@@ -39,17 +39,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-if importlib.util.find_spec("service") is None:  # run as a file without the editable install
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if importlib.util.find_spec("initscope") is None:  # run as a file without the editable install
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 
 import numpy as np
+from initscope.config import Settings
+from initscope.engine.analysis import analyze
+from initscope.jobs import AnalysisJob
+from initscope.schemas import AnalyzeRequest
 from numpy.typing import NDArray
 from threadpoolctl import threadpool_info, threadpool_limits
-
-from service.analysis import analyze
-from service.config import Settings
-from service.jobs import AnalysisJob
-from service.schemas import AnalyzeRequest
 
 Array = NDArray[np.float32]
 
@@ -290,8 +289,8 @@ def print_environment(env: dict[str, Any]) -> None:
         )
     print(
         "workload: relu + he_normal, float32, seed 0, input_dim = width; analysis = "
-        "service.analysis.analyze(job) in-process (draws its own input, weights and gradient "
-        "inside the timed region); chain = bare NumPy matmuls + relu + relu mask on "
+        "initscope.engine.analysis.analyze(job) in-process (draws its own input, weights and "
+        "gradient inside the timed region); chain = bare NumPy matmuls + relu + relu mask on "
         "pre-generated input, weights and upstream gradient (drawn outside the timed region)."
     )
     print(

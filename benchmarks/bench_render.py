@@ -1,4 +1,5 @@
-"""Rendering benchmark: ``service.render`` against the naive pyplot figure of raw activations.
+"""Rendering benchmark: ``initscope.figures.render`` against the naive pyplot figure of raw
+activations.
 
 Run by hand: ``.venv/bin/python benchmarks/bench_render.py`` (``--profile`` adds a cProfile
 summary of our PNG rendering; ``--repeat N`` sets the repetitions, default 5).
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 if importlib.util.find_spec("tests") is None:  # run as a file: tests/ (and service/) at the root
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 
 import matplotlib
 
@@ -42,12 +43,12 @@ matplotlib.use("Agg")  # the naive baseline uses pyplot; ours never does
 
 import matplotlib.pyplot as plt
 import numpy as np
+from initscope.engine.analysis import analyze
+from initscope.figures.render import render_analysis, render_comparison
+from initscope.jobs import FigureOptions
+from initscope.results import Analysis, Comparison, Variant
 from numpy.typing import NDArray
 
-from service.analysis import analyze
-from service.jobs import FigureOptions
-from service.render import render_analysis, render_comparison
-from service.results import Analysis, Comparison, Variant
 from tests.helpers import book_job
 
 TARGET = 3.0

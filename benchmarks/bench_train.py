@@ -1,4 +1,4 @@
-"""Training benchmark: steps per second of :func:`service.training.fit` against PyTorch eager
+"""Training benchmark: steps per second of :func:`initscope.training.loop.fit` against PyTorch eager
 on the same network, data, batches and update rule.
 
 Run by hand: ``.venv/bin/python benchmarks/bench_train.py [--epochs N]``. PyTorch is this
@@ -19,17 +19,16 @@ import argparse
 import time
 
 import numpy as np
-from threadpoolctl import threadpool_limits
-
-from service.config import Settings
-from service.train_schemas import TrainRequest
-from service.training import (
+from initscope.config import Settings
+from initscope.train_schemas import TrainRequest
+from initscope.training.loop import (
     Update,
     build_network,
     dataset,
     evaluate,
     loss_and_gradients,
 )
+from threadpoolctl import threadpool_limits
 
 BODY = {
     "network": {

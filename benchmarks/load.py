@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/load.py [--url http://127.0.0.1:8000] [--requests 300]
 
-Without ``--url`` it starts ``python -m service`` on a free port (default settings) and stops
+Without ``--url`` it starts ``python -m initscope`` on a free port (default settings) and stops
 it afterwards. Every phase is bounded by ``--requests`` and ``--seconds``. Phases:
 
 1. the book's request (examples/analyze-sigmoid-std1.json: 5 x 100 sigmoid, 1000 samples,
@@ -33,15 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-if importlib.util.find_spec("service") is None:  # run as a file without the editable install
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if importlib.util.find_spec("initscope") is None:  # run as a file without the editable install
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 
 import httpx2 as httpx
+from initscope.config import Settings
+from initscope.engine.analysis import analyze
+from initscope.schemas import AnalyzeRequest
 from threadpoolctl import threadpool_limits
-
-from service.analysis import analyze
-from service.config import Settings
-from service.schemas import AnalyzeRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = itertools.count(1_000_000, 1_000_000)  # per phase, offset by the request's index
@@ -212,7 +211,7 @@ def main() -> None:
         return
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "initscope", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,  # its JSON access log: one line per request
         stderr=subprocess.DEVNULL,

@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from service.api import create_app
-from service.config import Settings
+from initscope.config import Settings
+from initscope.http.api import create_app
 
 TARGET = Path(__file__).resolve().parent.parent / "openapi" / "openapi.json"
 

@@ -11,10 +11,9 @@ import json
 import sys
 from pathlib import Path
 
+from initscope.cli import LOCAL
+from initscope.jobs import FigureOptions
 from rich.console import Console
-
-from service.cli import LOCAL
-from service.jobs import FigureOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -4,9 +4,8 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-
-from service.api import create_app
-from service.config import Settings
+from initscope.config import Settings
+from initscope.http.api import create_app
 
 
 @pytest.fixture(scope="session")

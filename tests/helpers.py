@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.config import Settings
-from service.jobs import AnalysisJob
-from service.schemas import AnalyzeRequest
+from initscope.config import Settings
+from initscope.jobs import AnalysisJob
+from initscope.schemas import AnalyzeRequest
 
 BOOK_INITS: dict[str, dict[str, Any]] = {
     "std=1": {"scheme": "normal", "std": 1.0},

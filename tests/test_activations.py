@@ -16,10 +16,7 @@ from typing import Any, get_args
 
 import numpy as np
 import pytest
-from pydantic import TypeAdapter, ValidationError
-from scipy import optimize, special
-
-from service.activations import (
+from initscope.engine.activations import (
     ACTIVATIONS,
     ELU,
     GELU,
@@ -45,6 +42,8 @@ from service.activations import (
     Tanh,
     activation_names,
 )
+from pydantic import TypeAdapter, ValidationError
+from scipy import optimize, special
 
 CATALOGUE = (
     "linear",

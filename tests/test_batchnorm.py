@@ -12,15 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-
-from service.analysis import analyze
-from service.api import create_app
-from service.config import Settings
-from service.jobs import AnalysisJob, BatchNorm
-from service.render import _summary
-from service.results import Analysis
-from service.schemas import CompareRequest, to_jobs
-from service.simulation import (
+from initscope.config import Settings
+from initscope.engine.analysis import analyze
+from initscope.engine.simulation import (
     Kept,
     batch_norm,
     batch_norm_backward,
@@ -34,9 +28,15 @@ from service.simulation import (
     simulate,
     streams,
 )
+from initscope.figures.render import _summary
+from initscope.http.api import create_app
+from initscope.jobs import AnalysisJob, BatchNorm
+from initscope.results import Analysis
+from initscope.schemas import CompareRequest, to_jobs
+
 from tests.helpers import make_job
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "service" / "examples"
+EXAMPLES = Path(__file__).resolve().parent.parent / "service" / "initscope" / "examples"
 
 # --- finite differences ------------------------------------------------------------------
 

@@ -11,9 +11,9 @@ from functools import cache
 
 import numpy as np
 import pytest
+from initscope.engine.analysis import analyze
+from initscope.results import Analysis, LayerResult
 
-from service.analysis import analyze
-from service.results import Analysis, LayerResult
 from tests.helpers import book_job
 
 

@@ -14,14 +14,13 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from initscope.config import Settings
+from initscope.errors import FieldError, InvalidRequest, Overloaded
+from initscope.http.api import create_app
+from initscope.http.cache import CacheConfig, ResponseCache, Stored, etag
+from initscope.jobs import FigureOptions
+from initscope.schemas import AnalyzeRequest
 from prometheus_client.parser import text_string_to_metric_families
-
-from service.api import create_app
-from service.cache import CacheConfig, ResponseCache, Stored, etag
-from service.config import Settings
-from service.errors import FieldError, InvalidRequest, Overloaded
-from service.jobs import FigureOptions
-from service.schemas import AnalyzeRequest
 
 SMALL: dict[str, Any] = {
     "network": {"input_dim": 8, "depth": 2, "width": 8, "activation": "tanh", "init": "he_normal"},
@@ -282,9 +281,9 @@ def test_etag_is_the_same_in_another_process() -> None:
     here = etag("/analyze", AnalyzeRequest.model_validate(SMALL), "png", FigureOptions("png"))
     code = (
         "import json, sys\n"
-        "from service.cache import etag\n"
-        "from service.jobs import FigureOptions\n"
-        "from service.schemas import AnalyzeRequest\n"
+        "from initscope.http.cache import etag\n"
+        "from initscope.jobs import FigureOptions\n"
+        "from initscope.schemas import AnalyzeRequest\n"
         "body = AnalyzeRequest.model_validate(json.loads(sys.argv[1]))\n"
         "print(etag('/analyze', body, 'png', FigureOptions('png')))\n"
     )

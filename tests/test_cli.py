@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from initscope import cli
+from initscope.config import Settings
+from initscope.engine.sweep import run_sweep
+from initscope.schemas import SweepRequest
 from rich.console import Console
 
-from service import cli
-from service.config import Settings
-from service.schemas import SweepRequest
-from service.sweep import run_sweep
 from tests.client_support import PNG, SMALL, AppTransport
 
 EXAMPLES = Path(cli.__file__).resolve().parent / "examples"

@@ -1,4 +1,4 @@
-"""service.client against the real app (ASGI and a live uvicorn) and against scripted answers."""
+"""initscope.client against the real app (ASGI and a live uvicorn) and against scripted answers."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 from fastapi.testclient import TestClient
+from initscope import client as ic
+from initscope.config import Settings
+from initscope.http.api import create_app
+from initscope.schemas import AnalyzeRequest, AnalyzeResponse, CompareResponse, SweepResponse
 
-from service import client as ic
-from service.api import create_app
-from service.config import Settings
-from service.schemas import AnalyzeRequest, AnalyzeResponse, CompareResponse, SweepResponse
 from tests.client_support import PNG, SMALL, AppTransport, live_server
 
 BAD_INIT: dict[str, Any] = {

@@ -12,15 +12,14 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.routing import APIRoute
-
-from service.api import create_app
-from service.config import Settings
+from initscope.config import Settings
+from initscope.http.api import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml"))
 DOCUMENTS = [doc for path in MANIFESTS for doc in yaml.safe_load_all(path.read_text())]
 BIN = Path(sys.executable).parent  # the dev venv's tools: hadolint, yamllint, kubernetes-validate
-BACKSTOP_S = 2  # python -m service: uvicorn's graceful-shutdown timeout is the drain bound + 2
+BACKSTOP_S = 2  # python -m initscope: uvicorn's graceful-shutdown timeout is the drain bound + 2
 
 
 def run_tool(*args: str | Path) -> subprocess.CompletedProcess[str]:

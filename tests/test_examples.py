@@ -1,4 +1,4 @@
-"""The request files of service/examples/: listed in the OpenAPI schema, valid, and saying
+"""The request files of initscope/examples/: listed in the OpenAPI schema, valid, and saying
 what their names claim. (test_figures_api.py and test_compare.py also run every file through
 the API as JSON and PNG.)"""
 
@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from initscope.config import Settings
+from initscope.engine.analysis import analyze
+from initscope.http.api import EXAMPLE_SUMMARIES, create_app
+from initscope.schemas import AnalyzeRequest, CompareRequest, SweepRequest, to_jobs
+from initscope.train_schemas import SearchRequest, TrainRequest
 
-from service.analysis import analyze
-from service.api import EXAMPLE_SUMMARIES, create_app
-from service.config import Settings
-from service.schemas import AnalyzeRequest, CompareRequest, SweepRequest, to_jobs
-from service.train_schemas import SearchRequest, TrainRequest
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "service" / "examples"
+EXAMPLES = Path(__file__).resolve().parent.parent / "service" / "initscope" / "examples"
 MODELS: dict[
     str, type[AnalyzeRequest | CompareRequest | SweepRequest | TrainRequest | SearchRequest]
 ] = {

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from initscope.engine.analysis import analyze
+from initscope.schemas import AnalyzeResponse
 
-from service.analysis import analyze
-from service.schemas import AnalyzeResponse
 from tests.helpers import make_job
 
 BIG = 1e6  # the parameter limit

@@ -11,9 +11,7 @@ from typing import Any, get_args
 import numpy as np
 import pytest
 import scipy.stats
-from pydantic import TypeAdapter, ValidationError
-
-from service.initializers import (
+from initscope.engine.initializers import (
     BIAS_INITS,
     WEIGHT_INITS,
     BiasConstant,
@@ -41,6 +39,7 @@ from service.initializers import (
     scheme_names,
     truncated_normal_moments,
 )
+from pydantic import TypeAdapter, ValidationError
 
 FAN_IN, FAN_OUT = 1000, 800
 N = FAN_IN * FAN_OUT

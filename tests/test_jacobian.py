@@ -15,11 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-
-from service.analysis import analyze
-from service.jobs import AnalysisJob
-from service.results import JacobianSpectrum
-from service.simulation import (
+from initscope.engine.analysis import analyze
+from initscope.engine.simulation import (
     _FIRST_LAYER_STREAM,
     _INPUT_STREAM,
     draw_parameters,
@@ -28,6 +25,9 @@ from service.simulation import (
     simulate,
     streams,
 )
+from initscope.jobs import AnalysisJob
+from initscope.results import JacobianSpectrum
+
 from tests.helpers import make_job
 
 TINY: dict[str, Any] = {

@@ -20,10 +20,10 @@ import httpx2 as httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from initscope.config import Settings
+from initscope.http.api import create_app
+from initscope.http.logs import RequestIdFilter, log_config
 
-from service.api import create_app
-from service.config import Settings
-from service.logs import RequestIdFilter, log_config
 from tests.test_cache import SMALL, CountingRunner
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -185,9 +185,9 @@ def test_records_inside_a_request_carry_its_id(
 
 SERVE = """
 import uvicorn
-from service import logs
-from service.api import create_app
-from service.config import Settings
+from initscope.http import logs
+from initscope.http.api import create_app
+from initscope.config import Settings
 uvicorn.run(create_app(Settings(workers=1, blas_threads=1)), host="127.0.0.1", port=0,
             log_config=logs.log_config("info"), access_log=False)
 """

@@ -12,13 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import TypeAdapter, ValidationError
-
-from service.activations import Linear
-from service.analysis import analyze
-from service.initializers import WEIGHT_INITS, Lsuv, Orthogonal, WeightInit
-from service.results import Simulation
-from service.simulation import (
+from initscope.engine.activations import Linear
+from initscope.engine.analysis import analyze
+from initscope.engine.initializers import WEIGHT_INITS, Lsuv, Orthogonal, WeightInit
+from initscope.engine.simulation import (
     _FIRST_LAYER_STREAM,
     _INPUT_STREAM,
     draw_parameters,
@@ -27,6 +24,9 @@ from service.simulation import (
     simulate,
     streams,
 )
+from initscope.results import Simulation
+from pydantic import TypeAdapter, ValidationError
+
 from tests.helpers import make_job
 
 INPUTS: dict[str, dict[str, Any]] = {

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
 import pytest
-
-from service.errors import NotAcceptable
-from service.media import Representation, choose
+from initscope.errors import NotAcceptable
+from initscope.http.media import Representation, choose
 
 
 @pytest.mark.parametrize(

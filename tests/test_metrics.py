@@ -8,11 +8,11 @@ from types import SimpleNamespace
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from initscope.config import Settings
+from initscope.http.api import create_app
+from initscope.http.metrics import Metrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.api import create_app
-from service.config import Settings
-from service.metrics import Metrics
 from tests.test_cache import SMALL, CountingRunner
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

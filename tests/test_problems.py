@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-
-from service import problems
-from service.api import create_app
-from service.config import Settings
-from service.errors import InitscopeError
+from initscope.config import Settings
+from initscope.errors import InitscopeError
+from initscope.http import problems
+from initscope.http.api import create_app
 
 LIMIT = 2000
 SMALL = {

@@ -14,19 +14,18 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from pydantic import TypeAdapter, ValidationError
-
-from service.activations import ACTIVATIONS
-from service.api import create_app
-from service.config import Settings
-from service.errors import InvalidRequest
-from service.initializers import (
+from initscope.config import Settings
+from initscope.engine.activations import ACTIVATIONS
+from initscope.engine.initializers import (
     BIAS_INITS,
     WEIGHT_INITS,
     TruncatedNormal,
     truncated_normal_moments,
 )
-from service.schemas import AnalyzeRequest
+from initscope.errors import InvalidRequest
+from initscope.http.api import create_app
+from initscope.schemas import AnalyzeRequest
+from pydantic import TypeAdapter, ValidationError
 
 TINY = Settings(
     workers=2,

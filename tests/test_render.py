@@ -16,17 +16,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from matplotlib.artist import Artist
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.legend import Legend
-from matplotlib.patches import StepPatch
-from matplotlib.text import Text
-from matplotlib.transforms import Bbox
-
-from service.analysis import analyze
-from service.jobs import FigureOptions
-from service.render import (
+from initscope.engine.analysis import analyze
+from initscope.figures.render import (
     Panel,
     _Canvas,
     _font,
@@ -36,7 +27,16 @@ from service.render import (
     render_analysis,
     render_comparison,
 )
-from service.results import Analysis, Comparison, Variant
+from initscope.jobs import FigureOptions
+from initscope.results import Analysis, Comparison, Variant
+from matplotlib.artist import Artist
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.legend import Legend
+from matplotlib.patches import StepPatch
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
+
 from tests.helpers import book_job, make_job
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -221,8 +221,8 @@ def test_same_input_gives_the_same_bytes(fmt: str) -> None:
 def test_svg_bytes_do_not_depend_on_the_process() -> None:
     """Element ids come from a hash salted per process unless ``svg.hashsalt`` is fixed."""
     code = (
-        "import hashlib, sys; from service.jobs import FigureOptions; "
-        "from service.render import render_analysis; from tests.test_render import book; "
+        "import hashlib, sys; from initscope.jobs import FigureOptions; "
+        "from initscope.figures.render import render_analysis; from tests.test_render import book; "
         "svg = render_analysis(book(), FigureOptions('svg')); "
         "sys.stdout.write(hashlib.sha256(svg).hexdigest())"
     )
@@ -242,7 +242,7 @@ def test_renderers_are_picklable_top_level_functions() -> None:
 
 
 def test_render_module_never_imports_pyplot() -> None:
-    code = "import sys, service.render; sys.exit('matplotlib.pyplot' in sys.modules)"
+    code = "import sys, initscope.figures.render; sys.exit('matplotlib.pyplot' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT).returncode == 0
 
 

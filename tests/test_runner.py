@@ -16,18 +16,17 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import ValidationError
-
-from service.api import create_app
-from service.config import Settings
-from service.errors import (
+from initscope.config import Settings
+from initscope.errors import (
     DeadlineExceeded,
     OutOfMemory,
     Overloaded,
     ShuttingDown,
     WorkerLost,
 )
-from service.runner import Outcome, Runner
+from initscope.http.api import create_app
+from initscope.runner import Outcome, Runner
+from pydantic import ValidationError
 
 
 def add(a: int, b: int) -> int:

@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
-
-from service.api import create_app
-from service.config import Settings
+from initscope.config import Settings
+from initscope.http.api import create_app
 
 # Small limits: a generated request is refused cheaply or runs in milliseconds.
 SETTINGS = Settings(

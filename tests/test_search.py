@@ -10,13 +10,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from initscope import cli
+from initscope.cli import Streams
+from initscope.config import Settings
+from initscope.train_schemas import SearchRequest
+from initscope.training.search import run_search
 from rich.console import Console
-
-from service import cli
-from service.cli import Streams
-from service.config import Settings
-from service.search import run_search
-from service.train_schemas import SearchRequest
 
 BODY: dict[str, Any] = {
     "network": {"input_dim": 2, "depth": 2, "width": 32, "activation": "relu", "init": "he_normal"},

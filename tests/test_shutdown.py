@@ -1,4 +1,4 @@
-"""SIGTERM to a real ``python -m service`` while a request runs: it is answered, the process
+"""SIGTERM to a real ``python -m initscope`` while a request runs: it is answered, the process
 exits 0, and the whole shutdown is bounded by ``shutdown_timeout_s``."""
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def test_sigterm_drains_and_exits_zero() -> None:
         "INITSCOPE_SHUTDOWN_TIMEOUT_S": "1",
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "initscope", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -6,10 +6,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from service.analysis import analyze
-from service.jobs import AnalysisJob
-from service.simulation import (
+from initscope.engine.analysis import analyze
+from initscope.engine.simulation import (
     _FIRST_LAYER_STREAM,
     _GRADIENT_STREAM,
     _INPUT_STREAM,
@@ -19,7 +17,9 @@ from service.simulation import (
     simulate,
     streams,
 )
-from service.statistics import effective_rank, histogram
+from initscope.engine.statistics import effective_rank, histogram
+from initscope.jobs import AnalysisJob
+
 from tests.helpers import make_job
 
 TINY: dict[str, Any] = {

@@ -32,11 +32,11 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    """``python -m service`` on a free loopback port, until it answers /readyz (60 s at most)."""
+    """``python -m initscope`` on a free loopback port, until it answers /readyz (60 s at most)."""
     port = _free_port()
     env = {**os.environ, "INITSCOPE_WORKERS": "1", "INITSCOPE_BLAS_THREADS": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "initscope", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

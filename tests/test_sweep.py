@@ -7,10 +7,9 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-
-from service.config import Settings
-from service.schemas import SweepRequest
-from service.sweep import run_sweep
+from initscope.config import Settings
+from initscope.engine.sweep import run_sweep
+from initscope.schemas import SweepRequest
 
 TANH: dict[str, Any] = {
     "activation": "tanh",

@@ -1,5 +1,5 @@
-"""Mean-field theory (service/theory.py) against closed forms, scipy quadrature, Monte Carlo and
-the simulation itself (Poole et al. 2016 arXiv:1606.05340; Schoenholz et al. 2017
+"""Mean-field theory (initscope/engine/theory.py) against closed forms, scipy quadrature, Monte
+Carlo and the simulation itself (Poole et al. 2016 arXiv:1606.05340; Schoenholz et al. 2017
 arXiv:1611.01232). Every check states its tolerance and why it is that size.
 """
 
@@ -12,11 +12,8 @@ from functools import cache
 
 import numpy as np
 import pytest
-from scipy import integrate
-from threadpoolctl import threadpool_limits
-
-from service import theory
-from service.activations import (
+from initscope.engine import theory
+from initscope.engine.activations import (
     ELU,
     GELU,
     SELU,
@@ -33,8 +30,11 @@ from service.activations import (
     Softplus,
     Tanh,
 )
-from service.results import Simulation
-from service.simulation import simulate
+from initscope.engine.simulation import simulate
+from initscope.results import Simulation
+from scipy import integrate
+from threadpoolctl import threadpool_limits
+
 from tests.helpers import make_job
 
 SMOOTH: list[ActivationFn] = [

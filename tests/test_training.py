@@ -11,11 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-
-from service.config import Settings
-from service.tasks import Digits, Spirals, Teacher, make_dataset, validation_count
-from service.train_schemas import TrainRequest
-from service.training import (
+from initscope.config import Settings
+from initscope.train_schemas import TrainRequest
+from initscope.training.datasets import Digits, Spirals, Teacher, make_dataset, validation_count
+from initscope.training.loop import (
     Adam,
     BatchNormHook,
     Dense,
@@ -30,7 +29,7 @@ from service.training import (
     train,
 )
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "service" / "examples"
+EXAMPLES = Path(__file__).resolve().parent.parent / "service" / "initscope" / "examples"
 
 
 def _job(body: dict[str, Any], settings: Settings | None = None) -> TrainJob:
@@ -279,8 +278,8 @@ def test_training_is_deterministic_for_a_seed_and_seeds_differ() -> None:
 def test_the_network_at_step_0_is_the_one_analyze_draws() -> None:
     job = _tiny()
     data = make_dataset(job.task, np.random.default_rng(0), "float64")
-    from service.simulation import draw_parameters, streams
-    from service.training import analysis_job
+    from initscope.engine.simulation import draw_parameters, streams
+    from initscope.training.loop import analysis_job
 
     layers: list[Dense] = build_network(job, data.x_train)
     analysis = analysis_job(job, data.x_train[:8])

@@ -1,0 +1,692 @@
+"""A typed client for the initscope service, on httpx2 (the maintained fork of httpx).
+
+Requests are the service's own models (:class:`~initscope.schemas.AnalyzeRequest`,
+:class:`~initscope.schemas.CompareRequest`, :class:`~initscope.schemas.SweepRequest`) or plain
+dicts of the same shape; answers are the response models, or bytes for a figure::
+
+    from initscope.client import Client
+
+    with Client("http://localhost:8000") as initscope:
+        result = initscope.analyze({"network": {"input_dim": 100, "depth": 5, "width": 100,
+                                                "activation": "relu", "init": "he_normal"}})
+        print(result.diagnosis.verdict)
+        png = initscope.analyze(request, format="png")
+
+A 503 carrying ``Retry-After`` (the service is overloaded or restarting) is retried up to
+``retries`` times, waiting the larger of ``Retry-After`` and an exponential backoff, capped
+at ``max_delay`` seconds. Every failure is one of these exceptions:
+
+ClientError
+├── TransportError        no HTTP answer: connection refused or reset, bad URL, protocol error
+│   └── Timeout           no answer within ``timeout`` seconds
+└── ProblemError          the service answered 4xx/5xx; the RFC 9457 fields type, title,
+    │                     status, detail, instance and errors (one per offending field)
+    ├── InvalidRequest    422: the request failed the schema or a limit; errors name fields
+    ├── NotAcceptable     406: the service cannot produce the asked-for format
+    ├── Unavailable       503: overloaded, shutting down, or its worker died; retry_after
+    └── DeadlineExceeded  504: the computation ran out of time
+
+Error bodies are read as ``application/problem+json`` when the service says so, and in the
+older FastAPI shape (``{"detail": "..."}`` or ``{"detail": [{loc, msg, type}, ...]}``)
+otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any, Literal, TypeVar, overload
+
+import httpx2 as httpx
+from pydantic import BaseModel, TypeAdapter
+
+from initscope.schemas import (
+    ActivationInfo,
+    AnalyzeRequest,
+    AnalyzeResponse,
+    CompareRequest,
+    CompareResponse,
+    InitializerInfo,
+    SweepRequest,
+    SweepResponse,
+)
+from initscope.train_schemas import SearchRequest, SearchResponse, TrainRequest, TrainResponse
+
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "ClientError",
+    "DeadlineExceeded",
+    "FieldProblem",
+    "Health",
+    "InvalidRequest",
+    "NotAcceptable",
+    "ProblemError",
+    "Timeout",
+    "TransportError",
+    "Unavailable",
+]
+
+Figure = Literal["png", "svg"]
+Format = Literal["json", "png", "svg"]
+Body = BaseModel | Mapping[str, Any]
+Response = TypeVar("Response", bound=BaseModel)
+
+_ACCEPT: dict[Format, str] = {
+    "json": "application/json",
+    "png": "image/png",
+    "svg": "image/svg+xml",
+}
+_INITIALIZERS = TypeAdapter(list[InitializerInfo])
+_ACTIVATIONS = TypeAdapter(list[ActivationInfo])
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+class ClientError(Exception):
+    """Base of every error this client raises."""
+
+
+class TransportError(ClientError):
+    """The request got no HTTP answer."""
+
+
+class Timeout(TransportError):
+    """No answer within the client's timeout."""
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One offending field: where (``["body", "network", "depth"]``), what, and its code."""
+
+    loc: tuple[str | int, ...]
+    msg: str
+    type: str = ""
+
+    @property
+    def where(self) -> str:
+        return ".".join(map(str, self.loc))
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.msg}" if self.loc else self.msg
+
+
+class ProblemError(ClientError):
+    """The service answered with an error status: the fields of its problem+json body."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        type: str = "about:blank",
+        instance: str | None = None,
+        errors: Sequence[FieldProblem] = (),
+        retry_after: float | None = None,
+    ) -> None:
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.type = type
+        self.instance = instance
+        self.errors = tuple(errors)
+        self.retry_after = retry_after
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        """``title (status): detail``, then one line per offending field."""
+        head = f"{self.title} ({self.status})"
+        if self.detail:
+            head += f": {self.detail}"
+        return "\n".join([head, *(f"  {error}" for error in self.errors)])
+
+
+class InvalidRequest(ProblemError):
+    pass
+
+
+class NotAcceptable(ProblemError):
+    pass
+
+
+class Unavailable(ProblemError):
+    pass
+
+
+class DeadlineExceeded(ProblemError):
+    pass
+
+
+_BY_STATUS: dict[int, type[ProblemError]] = {
+    422: InvalidRequest,
+    406: NotAcceptable,
+    503: Unavailable,
+    504: DeadlineExceeded,
+}
+
+
+def _field_problem(item: Any) -> FieldProblem:
+    """One entry of ``errors`` (problem+json) or of ``detail`` (FastAPI's 422)."""
+    if not isinstance(item, Mapping):
+        return FieldProblem((), str(item))
+    loc = item.get("loc")
+    if loc is None and isinstance(item.get("pointer"), str):  # a JSON pointer: /network/depth
+        loc = ["body", *(part for part in item["pointer"].split("/") if part)]
+    msg = item.get("msg", item.get("detail", item.get("message", "")))
+    return FieldProblem(
+        tuple(loc) if isinstance(loc, list | tuple) else (), str(msg), str(item.get("type", ""))
+    )
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def problem(response: httpx.Response) -> ProblemError:
+    """The exception for an error response, problem+json or FastAPI's legacy body."""
+    status = response.status_code
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = response.reason_phrase or "Error"
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    kind = _BY_STATUS.get(status, ProblemError)
+    wait = retry_after(response)
+    media = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "application/problem+json" and isinstance(body, Mapping):
+        detail = body.get("detail")
+        return kind(
+            int(body.get("status", status)),
+            str(body.get("title") or reason),
+            None if detail is None else str(detail),
+            type=str(body.get("type", "about:blank")),
+            instance=body.get("instance"),
+            errors=[_field_problem(item) for item in body.get("errors") or ()],
+            retry_after=wait,
+        )
+    detail = body.get("detail") if isinstance(body, Mapping) else None
+    if isinstance(detail, list):
+        return kind(status, reason, errors=[_field_problem(x) for x in detail], retry_after=wait)
+    if detail is None and not isinstance(body, Mapping):
+        detail = response.text.strip() or None
+    return kind(status, reason, None if detail is None else str(detail), retry_after=wait)
+
+
+# --- the parts the two clients share -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Health:
+    """``GET /readyz``: ready to take work, and the body the service sent with it."""
+
+    ready: bool
+    status: str
+    body: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When and how long to wait before resending after a 503 with ``Retry-After``.
+
+    The wait before retry ``n`` (0-based) is ``max(Retry-After, backoff * 2**n)``, times
+    ``1 + jitter * U(0, 1)``, capped at ``max_delay``; a 503 without ``Retry-After`` (the worker
+    running the request died) is not retried: the same request may kill the next one too.
+    """
+
+    retries: int = 3
+    backoff: float = 0.5
+    max_delay: float = 30.0
+    jitter: float = 0.1
+    rng: random.Random = field(default_factory=random.Random, compare=False)
+
+    def delay(self, response: httpx.Response, attempt: int) -> float | None:
+        if response.status_code != 503 or attempt >= self.retries:
+            return None
+        wait = retry_after(response)
+        if wait is None:
+            return None
+        wait = max(wait, self.backoff * 2.0**attempt) * (1 + self.jitter * self.rng.random())
+        return min(wait, self.max_delay)
+
+
+def _body(request: Body) -> Any:
+    if isinstance(request, BaseModel):
+        return request.model_dump(mode="json", exclude_unset=True)
+    return dict(request)
+
+
+def _figure_params(
+    format: Format, width: int | None, height: int | None, dpi: int | None
+) -> dict[str, int]:
+    params = {"width": width, "height": height, "dpi": dpi}
+    if format == "json" and any(v is not None for v in params.values()):
+        raise ValueError("width, height and dpi size a figure: give format='png' or 'svg'")
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _result(response: httpx.Response, model: type[Response], format: Format) -> Response | bytes:
+    if response.is_error:
+        raise problem(response)
+    return response.content if format != "json" else model.model_validate_json(response.content)
+
+
+def _checked(response: httpx.Response) -> httpx.Response:
+    if response.is_error:
+        raise problem(response)
+    return response
+
+
+def _health(response: httpx.Response) -> Health:
+    if response.status_code not in (200, 503):
+        raise problem(response)
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    # {"status": "ready"}, or a problem+json 503 whose "state" says why
+    state = body.get("state", body.get("status"))
+    status = state if isinstance(state, str) else "ready" if response.is_success else "unavailable"
+    return Health(response.status_code == 200, status, body)
+
+
+def _transport_error(exc: httpx.TransportError, request: str) -> TransportError:
+    if isinstance(exc, httpx.TimeoutException):
+        return Timeout(f"{request}: no answer in time ({type(exc).__name__})")
+    return TransportError(f"{request}: {exc or type(exc).__name__}")
+
+
+class _Base:
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float | httpx.Timeout,
+        retries: int,
+        max_delay: float,
+        jitter: float,
+        rng: random.Random | None,
+    ) -> None:
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        self.base_url = base_url
+        self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self.policy = RetryPolicy(
+            retries, max_delay=max_delay, jitter=jitter, rng=rng or random.Random()
+        )
+
+    @staticmethod
+    def _post_args(
+        path: str,
+        request: Body,
+        format: Format,
+        width: int | None,
+        height: int | None,
+        dpi: int | None,
+    ) -> dict[str, Any]:
+        return {
+            "method": "POST",
+            "url": path,
+            "json": _body(request),
+            "params": _figure_params(format, width, height, dpi),
+            "headers": {"accept": _ACCEPT[format]},
+        }
+
+
+# --- the clients -----------------------------------------------------------------------------
+
+
+class Client(_Base):
+    """Blocking client. ``transport`` replaces the network (``httpx.MockTransport``, tests)."""
+
+    def __init__(
+        self,
+        base_url: str = "http://localhost:8000",
+        *,
+        timeout: float | httpx.Timeout = 60.0,
+        retries: int = 3,
+        max_delay: float = 30.0,
+        jitter: float = 0.1,
+        rng: random.Random | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(base_url, timeout, retries, max_delay, jitter, rng)
+        self._sleep = sleep
+        self._http = httpx.Client(base_url=base_url, timeout=self.timeout, transport=transport)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _send_once(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            raise _transport_error(exc, f"{method} {self.base_url}{url}") from exc
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        attempt = 0
+        while True:
+            response = self._send_once(method, url, **kwargs)
+            wait = self.policy.delay(response, attempt)
+            if wait is None:
+                return response
+            self._sleep(wait)
+            attempt += 1
+
+    @overload
+    def analyze(
+        self, request: AnalyzeRequest | Mapping[str, Any], *, format: Literal["json"] = ...
+    ) -> AnalyzeResponse: ...
+    @overload
+    def analyze(
+        self,
+        request: AnalyzeRequest | Mapping[str, Any],
+        *,
+        format: Figure,
+        width: int | None = ...,
+        height: int | None = ...,
+        dpi: int | None = ...,
+    ) -> bytes: ...
+    def analyze(
+        self,
+        request: AnalyzeRequest | Mapping[str, Any],
+        *,
+        format: Format = "json",
+        width: int | None = None,
+        height: int | None = None,
+        dpi: int | None = None,
+    ) -> AnalyzeResponse | bytes:
+        """``POST /analyze``: the analysis, or its figure as PNG or SVG bytes."""
+        args = self._post_args("/analyze", request, format, width, height, dpi)
+        return _result(self._send(**args), AnalyzeResponse, format)
+
+    @overload
+    def compare(
+        self, request: CompareRequest | Mapping[str, Any], *, format: Literal["json"] = ...
+    ) -> CompareResponse: ...
+    @overload
+    def compare(
+        self,
+        request: CompareRequest | Mapping[str, Any],
+        *,
+        format: Figure,
+        width: int | None = ...,
+        height: int | None = ...,
+        dpi: int | None = ...,
+    ) -> bytes: ...
+    def compare(
+        self,
+        request: CompareRequest | Mapping[str, Any],
+        *,
+        format: Format = "json",
+        width: int | None = None,
+        height: int | None = None,
+        dpi: int | None = None,
+    ) -> CompareResponse | bytes:
+        """``POST /compare``: every variant's analysis and the table, or one figure."""
+        args = self._post_args("/compare", request, format, width, height, dpi)
+        return _result(self._send(**args), CompareResponse, format)
+
+    @overload
+    def sweep(
+        self, request: SweepRequest | Mapping[str, Any], *, format: Literal["json"] = ...
+    ) -> SweepResponse: ...
+    @overload
+    def sweep(
+        self,
+        request: SweepRequest | Mapping[str, Any],
+        *,
+        format: Figure,
+        width: int | None = ...,
+        height: int | None = ...,
+        dpi: int | None = ...,
+    ) -> bytes: ...
+    def sweep(
+        self,
+        request: SweepRequest | Mapping[str, Any],
+        *,
+        format: Format = "json",
+        width: int | None = None,
+        height: int | None = None,
+        dpi: int | None = None,
+    ) -> SweepResponse | bytes:
+        """``POST /sweep``: the metric over the grid, or the heatmap."""
+        args = self._post_args("/sweep", request, format, width, height, dpi)
+        return _result(self._send(**args), SweepResponse, format)
+
+    def train(
+        self,
+        request: TrainRequest | Mapping[str, Any],
+        *,
+        format: Format = "json",
+        width: int | None = None,
+        height: int | None = None,
+        dpi: int | None = None,
+    ) -> TrainResponse | bytes:
+        """``POST /train``: every run's history and diagnosis check, or the curves."""
+        args = self._post_args("/train", request, format, width, height, dpi)
+        return _result(self._send(**args), TrainResponse, format)
+
+    def search(
+        self,
+        request: SearchRequest | Mapping[str, Any],
+        *,
+        format: Format = "json",
+        width: int | None = None,
+        height: int | None = None,
+        dpi: int | None = None,
+    ) -> SearchResponse | bytes:
+        """``POST /search``: the ranked trials, or their scatter plot."""
+        args = self._post_args("/search", request, format, width, height, dpi)
+        return _result(self._send(**args), SearchResponse, format)
+
+    def initializers(self) -> list[InitializerInfo]:
+        """``GET /initializers``."""
+        return _INITIALIZERS.validate_json(_checked(self._send("GET", "/initializers")).content)
+
+    def activations(self) -> list[ActivationInfo]:
+        """``GET /activations``."""
+        return _ACTIVATIONS.validate_json(_checked(self._send("GET", "/activations")).content)
+
+    def health(self) -> Health:
+        """``GET /readyz`` once (a 503 here is an answer, not retried): ready or not, and why."""
+        response = self._send_once("GET", "/readyz")
+        return _health(response)
+
+
+class AsyncClient(_Base):
+    """The same as :class:`Client` for asyncio; ``transport`` may be ``httpx.ASGITransport``."""
+
+    def __init__(
+        self,
+        base_url: str = "http://localhost:8000",
+        *,
+        timeout: float | httpx.Timeout = 60.0,
+        retries: int = 3,
+        max_delay: float = 30.0,
+        jitter: float = 0.1,
+        rng: random.Random | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        super().__init__(base_url, timeout, retries, max_delay, jitter, rng)
+        self._sleep = sleep
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=self.timeout, transport=transport)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _send_once(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._http.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            raise _transport_error(exc, f"{method} {self.base_url}{url}") from exc
+
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        attempt = 0
+        while True:
+            response = await self._send_once(method, url, **kwargs)
+            wait = self.policy.delay(response, attempt)
+            if wait is None:
+                return response
+            await self._sleep(wait)
+            attempt += 1
+
+    @overload
+    async def analyze(
+        self, request: AnalyzeRequest | Mapping[str, Any], *, format: Literal["json"] = ...
+    ) -> AnalyzeResponse: ...
+    @overload
+    async def analyze(
+        self,
+        request: AnalyzeRequest | Mapping[str, Any],
+        *,
+        format: Figure,
+        width: int | None = ...,
+        height: int | None = ...,
+        dpi: int | None = ...,
+    ) -> bytes: ...
+    async def analyze(
+        self,
+        request: AnalyzeRequest | Mapping[str, Any],
+        *,
+        format: Format = "json",
+        width: int | None = None,
+        height: int | None = None,
+        dpi: int | None = None,
+    ) -> AnalyzeResponse | bytes:
+        """``POST /analyze``: the analysis, or its figure as PNG or SVG bytes."""
+        args = self._post_args("/analyze", request, format, width, height, dpi)
+        return _result(await self._send(**args), AnalyzeResponse, format)
+
+    @overload
+    async def compare(
+        self, request: CompareRequest | Mapping[str, Any], *, format: Literal["json"] = ...
+    ) -> CompareResponse: ...
+    @overload
+    async def compare(
+        self,
+        request: CompareRequest | Mapping[str, Any],
+        *,
+        format: Figure,
+        width: int | None = ...,
+        height: int | None = ...,
+        dpi: int | None = ...,
+    ) -> bytes: ...
+    async def compare(
+        self,
+        request: CompareRequest | Mapping[str, Any],
+        *,
+        format: Format = "json",
+        width: int | None = None,
+        height: int | None = None,
+        dpi: int | None = None,
+    ) -> CompareResponse | bytes:
+        """``POST /compare``: every variant's analysis and the table, or one figure."""
+        args = self._post_args("/compare", request, format, width, height, dpi)
+        return _result(await self._send(**args), CompareResponse, format)
+
+    @overload
+    async def sweep(
+        self, request: SweepRequest | Mapping[str, Any], *, format: Literal["json"] = ...
+    ) -> SweepResponse: ...
+    @overload
+    async def sweep(
+        self,
+        request: SweepRequest | Mapping[str, Any],
+        *,
+        format: Figure,
+        width: int | None = ...,
+        height: int | None = ...,
+        dpi: int | None = ...,
+    ) -> bytes: ...
+    async def sweep(
+        self,
+        request: SweepRequest | Mapping[str, Any],
+        *,
+        format: Format = "json",
+        width: int | None = None,
+        height: int | None = None,
+        dpi: int | None = None,
+    ) -> SweepResponse | bytes:
+        """``POST /sweep``: the metric over the grid, or the heatmap."""
+        args = self._post_args("/sweep", request, format, width, height, dpi)
+        return _result(await self._send(**args), SweepResponse, format)
+
+    async def train(
+        self,
+        request: TrainRequest | Mapping[str, Any],
+        *,
+        format: Format = "json",
+        width: int | None = None,
+        height: int | None = None,
+        dpi: int | None = None,
+    ) -> TrainResponse | bytes:
+        """``POST /train``: every run's history and diagnosis check, or the curves."""
+        args = self._post_args("/train", request, format, width, height, dpi)
+        return _result(await self._send(**args), TrainResponse, format)
+
+    async def search(
+        self,
+        request: SearchRequest | Mapping[str, Any],
+        *,
+        format: Format = "json",
+        width: int | None = None,
+        height: int | None = None,
+        dpi: int | None = None,
+    ) -> SearchResponse | bytes:
+        """``POST /search``: the ranked trials, or their scatter plot."""
+        args = self._post_args("/search", request, format, width, height, dpi)
+        return _result(await self._send(**args), SearchResponse, format)
+
+    async def initializers(self) -> list[InitializerInfo]:
+        """``GET /initializers``."""
+        return _INITIALIZERS.validate_json(
+            _checked(await self._send("GET", "/initializers")).content
+        )
+
+    async def activations(self) -> list[ActivationInfo]:
+        """``GET /activations``."""
+        return _ACTIVATIONS.validate_json(_checked(await self._send("GET", "/activations")).content)
+
+    async def health(self) -> Health:
+        """``GET /readyz`` once (a 503 here is an answer, not retried): ready or not, and why."""
+        response = await self._send_once("GET", "/readyz")
+        return _health(response)

@@ -1,0 +1,169 @@
+"""The unit of work the pool runs: simulate, measure, predict, diagnose."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+
+import numpy as np
+
+from initscope import __version__
+from initscope.engine import theory
+from initscope.engine.diagnosis import diagnose
+from initscope.engine.simulation import simulate
+from initscope.jobs import AnalysisJob
+from initscope.results import (
+    Analysis,
+    GradientDecay,
+    LayerPrediction,
+    Meta,
+    NetworkTheory,
+    Simulation,
+    as_float,
+)
+
+# Inline rows whose squared norms vary more than this (coefficient of variation) are too
+# structured for one q^0: the theory maps each input's own q, and the mean of those is not
+# the map of the mean.
+_INPUT_NORM_SPREAD = 0.25
+
+
+def gradient_decay(sim: Simulation) -> GradientDecay:
+    """``first_to_last`` = RMS(dL/dh_1) / RMS(dL/dh_L); the per-layer factor is its geometric
+    mean over the L - 1 steps between them."""
+    ratio = sim.layers[0].gradients.relative_to_last
+    steps = len(sim.layers) - 1
+    if ratio is None:
+        return GradientDecay(None, None)
+    return GradientDecay(ratio, ratio ** (1 / steps) if steps else 1.0)
+
+
+def _gap(measured: float | None, predicted: float) -> float | None:
+    if measured is None or predicted == 0 or not math.isfinite(predicted):
+        return None
+    return (measured - predicted) / predicted
+
+
+def _layers(indices: list[int]) -> str:
+    """``layer 3``, ``layers 1-5`` or ``layers 1, 4``."""
+    if len(indices) == 1:
+        return f"layer {indices[0]}"
+    if indices == list(range(indices[0], indices[-1] + 1)):
+        return f"layers {indices[0]}-{indices[-1]}"
+    return "layers " + ", ".join(map(str, indices))
+
+
+def _obstacles(job: AnalysisJob, sim: Simulation) -> list[str]:
+    """Why the mean-field theory does not describe this network, if it does not."""
+    notes = []
+    weights: dict[str, list[int]] = {}
+    biases: list[int] = []
+    for index, spec in enumerate(job.layers, start=1):
+        if not spec.init.theory_applicable:
+            weights.setdefault(spec.init.scheme, []).append(index)
+        if not spec.bias.theory_applicable:
+            biases.append(index)
+    for scheme, where in weights.items():
+        notes.append(
+            f"{_layers(where)}: {scheme} weights are not i.i.d. zero-mean Gaussian-like, which "
+            "the mean-field theory assumes"
+        )
+    if biases:
+        notes.append(
+            f"{_layers(biases)}: a bias with nonzero mean shifts every pre-activation alike; "
+            "the theory assumes b ~ N(0, sigma_b^2)"
+        )
+    notes.extend(theory.not_modelled(job.layers))
+    if job.data is not None:
+        with np.errstate(over="ignore", invalid="ignore"):  # huge rows: an infinite spread
+            norms = np.square(np.asarray(job.data, dtype=np.float64)).mean(axis=1)
+            spread = float(norms.std() / norms.mean()) if norms.mean() > 0 else math.inf
+        spread = spread if math.isfinite(spread) else math.inf
+        if len(job.data) > 1 and spread > _INPUT_NORM_SPREAD:
+            notes.append(
+                f"the inline rows' squared norms vary by {spread:.0%} (coefficient of "
+                "variation): one q^0 does not describe them"
+            )
+    if any(x.activations.non_finite for x in sim.layers):
+        notes.append("the simulation overflowed, so there is nothing finite to compare with")
+    return notes
+
+
+def predict(job: AnalysisJob, sim: Simulation) -> NetworkTheory:
+    """Mean-field predictions beside the measurements (Poole et al. 2016; Schoenholz et al.
+    2017): per layer q^l, E[h^2], chi_1(q^l) and the gradient ratio from the actual input's
+    q^0 = E[x.x] / N_0, and for the network q*, chi_1(q*), the phase and depth scales of the
+    most common (activation, sigma_w^2, sigma_b^2)."""
+    notes = _obstacles(job, sim)
+    if notes:
+        return NetworkTheory(applicable=False, notes=tuple(notes))
+    layers = [
+        (spec.activation, x.sigma_w2, x.sigma_b2, x.units)
+        for spec, x in zip(job.layers, sim.layers, strict=True)
+    ]
+    predicted = theory.propagate(layers, q0=sim.input_rms**2, input_dim=job.input_dim)
+    previous = [sim.input_grad_rms, *(x.gradients.output_grad_rms for x in sim.layers)]
+    per_layer = []
+    for index, (x, p) in enumerate(zip(sim.layers, predicted, strict=True)):
+        pre = x.preactivations
+        measured_q = (
+            pre.std**2 + pre.mean**2 if pre.std is not None and pre.mean is not None else None
+        )
+        rms = x.activations.rms
+        below, here = previous[index], previous[index + 1]
+        ratio = below / here if below is not None and here else None
+        chi = x.sigma_w2 * x.mean_derivative_sq if x.mean_derivative_sq is not None else None
+        per_layer.append(
+            LayerPrediction(
+                q=p.q,
+                second_moment=p.second_moment,
+                chi_1=p.chi_1,
+                gradient_ratio=p.gradient_ratio,
+                q_gap=_gap(measured_q, p.q),
+                second_moment_gap=_gap(rms**2 if rms is not None else None, p.second_moment),
+                chi_1_gap=_gap(chi, p.chi_1),
+                gradient_ratio_gap=_gap(ratio, p.gradient_ratio),
+            )
+        )
+
+    (activation, sigma_w2, sigma_b2, _), count = Counter(layers).most_common(1)[0]
+    if count < len(layers):
+        notes.append(
+            f"the layers differ; q*, chi_1, the phase and depth scales are those of the most "
+            f"common layer ({activation.label}, sigma_w^2 = {sigma_w2:.4g}, "
+            f"sigma_b^2 = {sigma_b2:.4g})"
+        )
+    q_star = theory.fixed_point(activation, sigma_w2, sigma_b2)
+    chi = theory.chi_1_at_fixed_point(activation, sigma_w2, sigma_b2)
+    if math.isinf(q_star):
+        notes.append("q* is infinite: the length map diverges (unbounded activation, chaotic)")
+    xi_q, xi_c = theory.depth_scales(activation, sigma_w2, sigma_b2)
+    for name, xi in (("xi_q", xi_q), ("xi_c", xi_c)):
+        if math.isinf(xi):
+            notes.append(f"{name} is unbounded here (null): no finite depth scale")
+    critical = theory.critical_sigma_w2(activation, sigma_b2)
+    return NetworkTheory(
+        applicable=True,
+        notes=tuple(notes),
+        q_star=as_float(q_star),
+        chi_1=as_float(chi),
+        phase=theory.phase(chi) if math.isfinite(chi) else None,
+        phase_tolerance=theory.PHASE_TOL,
+        xi_q=as_float(xi_q),
+        xi_c=as_float(xi_c),
+        trainable_depth=as_float(theory.trainable_depth(xi_c)),
+        critical_sigma_w2=critical,
+        layers=tuple(per_layer),
+    )
+
+
+def analyze(job: AnalysisJob) -> Analysis:
+    """Top-level and picklable: what the process pool runs for /analyze."""
+    start = time.perf_counter()
+    sim = simulate(job)
+    network_theory = predict(job, sim) if job.theory else None
+    diagnosis = diagnose(job, sim, network_theory)
+    elapsed_ms = (time.perf_counter() - start) * 1e3
+    meta = Meta(job.seed, job.dtype, job.flops, round(elapsed_ms, 3), __version__)
+    return Analysis(sim, gradient_decay(sim), diagnosis, meta, network_theory)

@@ -1,0 +1,810 @@
+"""Mean-field theory of signal propagation through a dense network at initialisation.
+
+Poole, Lahiri, Raghu, Sohl-Dickstein & Ganguli (2016), "Exponential expressivity in deep neural
+networks through transient chaos", arXiv:1606.05340; Schoenholz, Gilmer, Ganguli &
+Sohl-Dickstein (2017), "Deep information propagation", arXiv:1611.01232.
+
+Conventions (those of ``initscope.engine.simulation``): layer ``l`` computes
+``a_l = h_{l-1} @ W_l + b_l``, ``h_l = phi(a_l)`` with ``W ~ N(0, sigma_w2 / fan_in)`` and
+``b ~ N(0, sigma_b2)``. ``q`` is the variance of a pre-activation ``a`` over the weights (for a
+wide layer: ``E[a^2]`` over samples and units), ``Dz`` the standard Gaussian measure and
+``E[f(sqrt(q) z)] = Int Dz f(sqrt(q) z)``. Every function takes an activation object from
+``initscope.engine.activations`` and uses its ``forward`` and ``derivative`` on float64 arrays;
+ReLU, leaky ReLU, linear and hard tanh use closed forms.
+
+Quadrature. ``E[f(sqrt(q) z)]`` has two scales: the Gaussian's (1 in ``z``) and the
+activation's (about 1 in ``u = sqrt(q) z``, i.e. ``1/sqrt(q)`` in ``z``), and ELU, SELU and hard
+tanh have kinks. Probabilists' Gauss-Hermite with ``NODES`` nodes is accurate to 4e-10 for an
+analytic phi while ``q <= GAUSS_HERMITE_MAX_Q`` (in units of the activation's own scale) but
+fails beyond (tanh, 150 nodes: 7e-4 error at q = 10, 4e-2 at q = 100; the integrand's complex
+poles approach the real axis like ``1/sqrt(q)``) and for kinks at any q. There the integral is
+split: composite Gauss-Legendre (``LEGENDRE_ORDER`` nodes per panel) on ``|z| <= Z_MAX``, with panel
+ends on the unit grid of ``z`` and at each kink / feature centre ``c`` plus
+``c +- 2^k * scale / sqrt(q)`` (k = -2 ... 8) so that panels follow the activation's scale down
+to ``1/sqrt(q)``. Measured against ``scipy.integrate.quad`` (tests/test_theory.py) over q in
+[1e-4, 1e3] for sigmoid, tanh, GELU, SiLU, softplus, ELU and SELU: the split rule to 1e-13, the
+Gauss-Hermite range to 4e-10 (worst: tanh at q = 1).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Final, Literal
+
+import numpy as np
+from scipy import optimize, special
+
+from initscope.engine.activations import (
+    GELU,
+    ActivationFn,
+    FloatArray,
+    HardTanh,
+    LeakyReLU,
+    Linear,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
+)
+from initscope.jobs import LayerSpec
+
+__all__ = [
+    "GAUSS_HERMITE_MAX_Q",
+    "LEGENDRE_ORDER",
+    "NODES",
+    "PHASE_TOL",
+    "Z_MAX",
+    "LayerTheory",
+    "Phase",
+    "c_star",
+    "chi_1",
+    "chi_1_at_fixed_point",
+    "correlation_map",
+    "critical_sigma_w2",
+    "depth_scales",
+    "expect",
+    "fixed_point",
+    "gauss_hermite",
+    "length_map",
+    "length_map_slope",
+    "mean_derivative_sq",
+    "nearest_to_critical",
+    "not_modelled",
+    "phase",
+    "predicted_relative_to_last",
+    "propagate",
+    "second_moment",
+    "trainable_depth",
+]
+
+Phase = Literal["ordered", "critical", "chaotic"]
+RealFn = Callable[[FloatArray], FloatArray]
+
+NODES: Final = 100
+"""Gauss-Hermite nodes of the fast rule (1-D, and per axis of the 2-D tensor rule)."""
+GAUSS_HERMITE_MAX_Q: Final = 1.0
+"""Largest ``q / scale^2`` for which an analytic phi is integrated by Gauss-Hermite alone."""
+LEGENDRE_ORDER: Final = 16
+"""Gauss-Legendre nodes per panel of the split rule."""
+Z_MAX: Final = 10.0
+"""The split rule integrates over ``|z| <= Z_MAX``; the Gaussian mass beyond is 1.5e-23."""
+PHASE_TOL: Final = 0.01
+"""``|chi_1 - 1| <= PHASE_TOL`` is called critical: a 1 % per-layer change compounds to
+1.01^50 = e^0.5 over 50 layers, less than a factor 2 in signal or gradient."""
+
+_Z_GRID: Final = np.arange(-Z_MAX, Z_MAX + 1.0)
+_POWERS: Final = 2.0 ** np.arange(-2, 9)
+_OFFSETS: Final = np.concatenate([-_POWERS[::-1], [0.0], _POWERS])
+_INV_SQRT_2PI: Final = 1.0 / math.sqrt(2.0 * math.pi)
+_TINY: Final = 1e-150  # one-sided limits phi'(0-), phi'(0+)
+_Q_START: Final = 1.0  # fixed_point iterates the length map from here
+_Q_CEILING: Final = 1e30  # a length map still growing here is taken to diverge
+_Q_FLOOR: Final = 1e-30  # ... and one still shrinking here (with L(0) = 0) to converge to 0
+_NOISE: Final = 1e-10  # |q' - q| below this fraction of q is quadrature rounding, not a sign
+_CRITICAL_GRID: Final = 49  # log-spaced sigma_w2 points scanned for a sign change
+_CRITICAL_CHECK: Final = 1e-6  # |chi_1 - 1| accepted at a root (rejects jumps of chi_1)
+
+
+# -- quadrature rules ---------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8)
+def gauss_hermite(nodes: int) -> tuple[FloatArray, FloatArray]:
+    """Probabilists' Gauss-Hermite nodes ``z_i`` and weights ``w_i`` with ``sum w_i = 1``.
+
+    ``sum_i w_i f(z_i) ~= Int Dz f(z) = E[f(z)], z ~ N(0, 1)``, exact for polynomials of degree
+    ``< 2 nodes`` (``numpy.polynomial.hermite_e.hermegauss`` weights divided by sqrt(2 pi)).
+    Cached; the arrays are read-only.
+    """
+    if nodes < 1:
+        raise ValueError(f"nodes must be positive, got {nodes}")
+    z, w = np.polynomial.hermite_e.hermegauss(nodes)
+    w = w * _INV_SQRT_2PI
+    z.flags.writeable = False
+    w.flags.writeable = False
+    return z, w
+
+
+@lru_cache(maxsize=1)
+def _legendre() -> tuple[FloatArray, FloatArray]:
+    return np.polynomial.legendre.leggauss(LEGENDRE_ORDER)
+
+
+def _breaks(centres: FloatArray, scale: FloatArray) -> FloatArray:
+    """Panel ends, sorted along the last axis: the unit z grid and graded points per centre.
+
+    ``centres`` ``(..., C)`` are feature positions in z, ``scale`` ``(...)`` their width in z;
+    the result ``(..., 21 + 23 C)`` is clipped to ``[-Z_MAX, Z_MAX]`` (repeats give empty panels).
+    """
+    around = centres[..., :, None] + scale[..., None, None] * _OFFSETS
+    around = around.reshape(*centres.shape[:-1], -1)
+    grid = np.broadcast_to(_Z_GRID, (*centres.shape[:-1], _Z_GRID.size))
+    ends = np.concatenate([grid, around], axis=-1)
+    np.clip(ends, -Z_MAX, Z_MAX, out=ends)
+    ends.sort(axis=-1)
+    return ends
+
+
+def _panels(ends: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Gauss-Legendre nodes on each panel ``[ends[k], ends[k+1]]`` (along the last axis) and
+    their weights times the standard normal density: ``sum w f(z) ~= Int_{ends} Dz f(z)``.
+    Shapes ``(..., (K - 1) * LEGENDRE_ORDER)``."""
+    x, w = _legendre()
+    low = ends[..., :-1, None]
+    half = 0.5 * (ends[..., 1:, None] - low)
+    z = low + half + half * x
+    weights = half * w * np.exp(-0.5 * z * z) * _INV_SQRT_2PI
+    flat = (*ends.shape[:-1], -1)
+    return z.reshape(flat), weights.reshape(flat)
+
+
+def _split_rule(groups: Sequence[tuple[FloatArray, float]]) -> tuple[FloatArray, FloatArray]:
+    """1-D split rule: panel ends from ``(centres_z, scale_z)`` groups, empty panels dropped."""
+    ends = np.unique(np.concatenate([_breaks(c, np.asarray(s)) for c, s in groups]))
+    return _panels(ends)
+
+
+def expect(f: RealFn, q: float, *, centres: Sequence[float] = (0.0,), scale: float = 1.0) -> float:
+    """``E[f(sqrt(q) z)] = Int Dz f(sqrt(q) z)`` (Poole et al. 2016), by the split rule.
+
+    ``f`` maps a float64 array of ``u = sqrt(q) z`` to values elementwise; ``centres`` are the
+    u-positions of its kinks or features and ``scale`` their width in u (1 for the standard
+    activations). Gauss-Legendre panels on ``|z| <= Z_MAX`` refined around each centre down to
+    ``scale / sqrt(q) / 4`` (module docstring). ``q = 0`` gives ``f(0)``.
+    """
+    _check_q(q)
+    if math.isinf(q):
+        raise ValueError("expect needs a finite q")
+    if q == 0.0:
+        return float(f(np.zeros(1))[0])
+    sd = math.sqrt(q)
+    z, w = _split_rule([(np.asarray(centres, dtype=np.float64) / sd, scale / sd)])
+    with np.errstate(over="ignore"):  # f(u) beyond the float range is inf, and so is E[f]
+        return float(w @ f(sd * z))
+
+
+# -- what the theory needs to know about an activation --------------------------------------
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """Quadrature facts: kink/feature centres in u, their width, and whether phi is analytic
+    (to ~1e-8) on the real line, so that Gauss-Hermite applies while q / scale^2 is small."""
+
+    centres: tuple[float, ...]
+    scale: float
+    analytic: bool
+
+
+def _shape(activation: ActivationFn) -> _Shape:
+    if isinstance(activation, Sigmoid | Tanh | GELU | SiLU):
+        return _Shape((0.0,), 1.0, analytic=True)
+    if isinstance(activation, Softplus):
+        # PyTorch switches to the identity above threshold / beta: a jump of
+        # log1p(exp(-threshold)) / beta in phi (2e-9 / beta at the default threshold 20).
+        scale = 1.0 / activation.beta
+        jump = math.log1p(math.exp(-activation.threshold))
+        return _Shape((0.0, activation.threshold * scale), scale, analytic=jump <= 1e-8)
+    if isinstance(activation, HardTanh):
+        width = activation.max_val - activation.min_val
+        return _Shape((activation.min_val, activation.max_val), width, analytic=False)
+    return _Shape((0.0,), 1.0, analytic=False)  # ELU, SELU, ReLU family, anything else
+
+
+def _piecewise_linear_slope(activation: ActivationFn) -> float | None:
+    """``s`` for ``phi(u) = max(u, 0) + s min(u, 0)``: ReLU 0, leaky ReLU its slope, linear 1."""
+    if isinstance(activation, ReLU):
+        return 0.0
+    if isinstance(activation, LeakyReLU):
+        return activation.negative_slope
+    if isinstance(activation, Linear):
+        return 1.0
+    return None
+
+
+def _phi(activation: ActivationFn) -> RealFn:
+    return activation.forward
+
+
+def _dphi(activation: ActivationFn) -> RealFn:
+    def dphi(u: FloatArray) -> FloatArray:
+        return activation.derivative(u, activation.forward(u))
+
+    return dphi
+
+
+def _activation_expect(activation: ActivationFn, f: RealFn, q: float) -> float:
+    """``E[f(sqrt(q) z)]`` for ``f`` built from ``activation``: Gauss-Hermite (NODES) for an
+    analytic phi with ``q <= GAUSS_HERMITE_MAX_Q scale^2``, the split rule otherwise; q > 0."""
+    shape = _shape(activation)
+    sd = math.sqrt(q)
+    if shape.analytic and q <= GAUSS_HERMITE_MAX_Q * shape.scale**2:
+        z, w = gauss_hermite(NODES)
+        return float(w @ f(sd * z))  # |u| <= 14 scale: no overflow
+    return expect(f, q, centres=shape.centres, scale=shape.scale)
+
+
+def _one_sided(f: RealFn) -> float:
+    """``(f(0-) + f(0+)) / 2``: the q -> 0 limit of ``E[f(sqrt(q) z)]`` for piecewise-smooth f."""
+    values = f(np.array([-_TINY, _TINY]))
+    return float(values.mean())
+
+
+def _gauss_mass(alpha: float, beta: float) -> float:
+    """``Phi(beta) - Phi(alpha)`` without cancellation in the upper tail."""
+    if alpha > 0.0:
+        return float(special.ndtr(-alpha) - special.ndtr(-beta))
+    return float(special.ndtr(beta) - special.ndtr(alpha))
+
+
+def _inner_z2(alpha: float, beta: float) -> float:
+    """``Int_alpha^beta z^2 Dz = Phi(beta) - Phi(alpha) - (beta pdf(beta) - alpha pdf(alpha))``."""
+    pdf = _INV_SQRT_2PI * (
+        beta * math.exp(-0.5 * beta * beta) - alpha * math.exp(-0.5 * alpha * alpha)
+    )
+    return _gauss_mass(alpha, beta) - pdf
+
+
+# -- single-unit maps -----------------------------------------------------------------------------
+
+
+def second_moment(activation: ActivationFn, q: float) -> float:
+    """``E[phi(sqrt(q) z)^2] = Int Dz phi(sqrt(q) z)^2`` (Poole et al. 2016, length map).
+
+    Closed forms: ``(1 + s^2) q / 2`` for ``max(u,0) + s min(u,0)`` (ReLU s = 0, leaky, linear
+    s = 1); hard tanh on ``[lo, hi]`` with ``alpha, beta = lo, hi / sqrt(q)``:
+    ``lo^2 Phi(alpha) + hi^2 (1 - Phi(beta)) + q Int_alpha^beta z^2 Dz``. ``q = 0`` gives
+    ``phi(0)^2``; ``q = inf`` gives ``inf`` for an unbounded phi, else ``(phi(-inf)^2 +
+    phi(inf)^2) / 2``.
+    """
+    _check_q(q)
+    slope = _piecewise_linear_slope(activation)
+    if slope is not None:
+        return (1.0 + slope * slope) * q / 2.0
+    if q == 0.0:
+        return float(activation.forward(np.zeros(1))[0] ** 2)
+    if math.isinf(q):
+        if not activation.bounded:
+            return math.inf
+        return float(np.mean(activation.forward(np.array([-math.inf, math.inf])) ** 2))
+    if isinstance(activation, HardTanh):
+        sd = math.sqrt(q)
+        lo, hi = activation.min_val, activation.max_val
+        alpha, beta = lo / sd, hi / sd
+        tails = lo * lo * float(special.ndtr(alpha)) + hi * hi * float(special.ndtr(-beta))
+        return tails + q * _inner_z2(alpha, beta)
+    phi = _phi(activation)
+    return _activation_expect(activation, lambda u: np.square(phi(u)), q)
+
+
+def mean_derivative_sq(activation: ActivationFn, q: float) -> float:
+    """``E[phi'(sqrt(q) z)^2] = Int Dz phi'(sqrt(q) z)^2`` (Poole et al. 2016; Schoenholz et al.
+    2017: chi_1 without the sigma_w2).
+
+    Closed forms: ``(1 + s^2) / 2`` for the ReLU family (the kink has measure zero);
+    ``Phi(hi/sqrt q) - Phi(lo/sqrt q)`` for hard tanh. ``q = 0`` gives the limit
+    ``(phi'(0-)^2 + phi'(0+)^2) / 2`` (= phi'(0)^2 where phi is differentiable); ``q = inf`` gives
+    ``(phi'(-inf)^2 + phi'(inf)^2) / 2``.
+    """
+    _check_q(q)
+    slope = _piecewise_linear_slope(activation)
+    if slope is not None:
+        return (1.0 + slope * slope) / 2.0
+    dphi = _dphi(activation)
+    if q == 0.0:
+        return _one_sided(lambda u: np.square(dphi(u)))
+    if math.isinf(q):
+        return float(np.mean(np.square(dphi(np.array([-math.inf, math.inf])))))
+    if isinstance(activation, HardTanh):
+        sd = math.sqrt(q)
+        return _gauss_mass(activation.min_val / sd, activation.max_val / sd)
+    return _activation_expect(activation, lambda u: np.square(dphi(u)), q)
+
+
+def length_map(activation: ActivationFn, q: float, sigma_w2: float, sigma_b2: float) -> float:
+    """``q' = sigma_w2 Int Dz phi(sqrt(q) z)^2 + sigma_b2``: the length map of Poole et al. (2016).
+
+    For ReLU exactly ``sigma_w2 q / 2 + sigma_b2``.
+    """
+    _check_weights(sigma_w2, sigma_b2)
+    return sigma_w2 * second_moment(activation, q) + sigma_b2
+
+
+def chi_1(activation: ActivationFn, q: float, sigma_w2: float) -> float:
+    """``chi_1 = sigma_w2 Int Dz phi'(sqrt(q) z)^2`` (Poole et al. 2016; Schoenholz et
+    al. 2017): the slope of the correlation map at c = 1 and the per-layer factor of the
+    mean squared backpropagated gradient (times the width ratio), evaluated at ``q``."""
+    _check_weights(sigma_w2, 0.0)
+    return sigma_w2 * mean_derivative_sq(activation, q)
+
+
+def length_map_slope(activation: ActivationFn, q: float, sigma_w2: float) -> float:
+    """``dq'/dq = chi_1 + sigma_w2 Int Dz phi''(sqrt(q) z) phi(sqrt(q) z)`` (Schoenholz et al.
+    2017, the argument of xi_q's logarithm).
+
+    Computed in the weak form ``sigma_w2 E[phi(u) phi'(u) u] / q`` (Gaussian integration by
+    parts), which needs no phi'' and holds for kinked phi: ReLU family ``sigma_w2 (1 + s^2)/2``
+    (the length map is linear); hard tanh ``sigma_w2 Int_{lo/sqrt q}^{hi/sqrt q} z^2 Dz``.
+    At ``q = 0`` the limit ``sigma_w2 (phi'(0)^2 + phi(0) phi''(0))`` with a central difference
+    for phi''(0); at ``q = inf`` the limit ``chi_1(inf)`` of an unbounded phi (0 if bounded).
+    """
+    _check_q(q)
+    _check_weights(sigma_w2, 0.0)
+    slope = _piecewise_linear_slope(activation)
+    if slope is not None:
+        return sigma_w2 * (1.0 + slope * slope) / 2.0
+    if math.isinf(q):
+        return chi_1(activation, q, sigma_w2) if not activation.bounded else 0.0
+    phi, dphi = _phi(activation), _dphi(activation)
+    if q == 0.0:
+        step = 1e-5
+        values = phi(np.array([0.0]))
+        second = dphi(np.array([-step, step]))
+        curvature = float(second[1] - second[0]) / (2.0 * step)
+        return sigma_w2 * (mean_derivative_sq(activation, 0.0) + float(values[0]) * curvature)
+    if isinstance(activation, HardTanh):
+        sd = math.sqrt(q)
+        return sigma_w2 * _inner_z2(activation.min_val / sd, activation.max_val / sd)
+    weak = _activation_expect(activation, lambda u: phi(u) * dphi(u) * u, q)
+    return sigma_w2 * weak / q
+
+
+@functools.lru_cache(maxsize=1024)  # pure in hashable arguments; searches are costly
+def fixed_point(activation: ActivationFn, sigma_w2: float, sigma_b2: float) -> float:
+    """``q*``: where the length map ``q -> sigma_w2 Int Dz phi(sqrt q z)^2 + sigma_b2`` started
+    at ``q = 1`` settles (Poole et al. 2016). ``math.inf`` when it diverges, 0 when it
+    converges to 0.
+
+    ReLU family (``phi = max(u,0) + s min(u,0)``, factor ``f = sigma_w2 (1 + s^2) / 2``): the map
+    ``q -> f q + sigma_b2`` is linear, so ``q* = sigma_b2 / (1 - f)`` for ``f < 1`` (0 when
+    ``sigma_b2 = 0``), ``inf`` for ``f > 1``, or ``f = 1`` with ``sigma_b2 > 0``. At ``f = 1,
+    sigma_b2 = 0`` every q is a fixed point and the iteration stays where it starts: we return
+    the starting ``q = 1`` (a convention; any q would do, and chi_1 = 1 whatever q is).
+
+    Otherwise the map is non-decreasing in q (its slope ``sigma_w2 E[phi'^2 + phi phi'']`` is
+    >= 0 for every activation in initscope.engine.activations, checked on q in [1e-6, 1e6]), so its
+    iteration from 1 moves monotonically to the nearest root of ``g(q) = q' - q`` in the
+    direction of ``g(1)``. We find that root instead of iterating (which crawls near
+    criticality): scan ``q = 2^{+-k}`` for the first sign change of g and polish it with Brent's
+    method to relative precision ~1e-15. A sign change counts only when ``|g| > 1e-10 q``: at
+    q ~ 1e15 the rounding of ``q' - q`` alone could fake one (GELU at sigma_w2 = 2 grows like
+    ``q + sigma_b2 - O(sqrt q)``, slowly but forever). No sign change up to 1e30 means
+    divergence (``inf``); none down to ``q'(0) / 2`` -- or to 1e-30 when ``q'(0) = 0``
+    (sigma_b2 = 0 and phi(0) = 0) -- means convergence to 0.
+    """
+    _check_weights(sigma_w2, sigma_b2)
+    slope = _piecewise_linear_slope(activation)
+    if slope is not None:
+        factor = sigma_w2 * (1.0 + slope * slope) / 2.0
+        if factor < 1.0:
+            return sigma_b2 / (1.0 - factor)
+        if factor > 1.0 or sigma_b2 > 0.0:
+            return math.inf
+        return _Q_START
+
+    def gap(q: float) -> float:
+        return length_map(activation, q, sigma_w2, sigma_b2) - q
+
+    start = gap(_Q_START)
+    if abs(start) <= _NOISE * _Q_START:
+        return _Q_START
+    if start > 0.0:
+        low = _Q_START
+        while low < _Q_CEILING:
+            high = 2.0 * low
+            if gap(high) < -_NOISE * high:
+                return _root(gap, low, high)
+            low = high
+        return math.inf
+    at_zero = length_map(activation, 0.0, sigma_w2, sigma_b2)
+    if at_zero > 0.0:
+        floor = 0.5 * at_zero
+    else:  # q = 0 is a fixed point: a root above it needs slope > 1 at 0
+        floor = _Q_FLOOR if length_map_slope(activation, 0.0, sigma_w2) <= 1.0 else 1e-300
+    high = _Q_START
+    while high > floor:
+        low = 0.5 * high
+        if gap(low) > _NOISE * low:
+            return _root(gap, low, high)
+        high = low
+    return 0.0
+
+
+def _root(f: Callable[[float], float], low: float, high: float) -> float:
+    """Brent's method on ``[low, high]`` to relative precision 4 eps; an end where f is within
+    rounding noise of 0 (no strict sign change) is returned as the root."""
+    flow, fhigh = f(low), f(high)
+    if flow * fhigh >= 0.0:
+        return low if abs(flow) <= abs(fhigh) else high
+    root = optimize.brentq(f, low, high, xtol=1e-300, rtol=4 * np.finfo(float).eps)
+    return float(root)
+
+
+def chi_1_at_fixed_point(activation: ActivationFn, sigma_w2: float, sigma_b2: float) -> float:
+    """``chi_1(q*) = sigma_w2 Int Dz phi'(sqrt(q*) z)^2``: the order parameter of Poole et al.
+    (2016) and Schoenholz et al. (2017); < 1 ordered, > 1 chaotic."""
+    return chi_1(activation, fixed_point(activation, sigma_w2, sigma_b2), sigma_w2)
+
+
+# -- two-unit (correlation) maps -------------------------------------------------------------
+
+
+def _arccos_kernel(slope: float, c: float) -> float:
+    """``E[phi(z1) phi(z2)]`` for ``phi = max(u,0) + s min(u,0)``, unit variances, correlation c.
+
+    With ``K(c) = E[relu(z1) relu(z2)] = (sqrt(1-c^2) + (pi - arccos c) c) / (2 pi)`` (Cho & Saul
+    2009, arc-cosine kernel of degree 1) and ``phi(u) = relu(u) - s relu(-u)``, the four quadrant
+    terms give ``(1 + s^2) K(c) - 2 s K(-c)``, i.e.
+    ``[(1-s)^2 sqrt(1-c^2) + c ((1+s^2)(pi - theta) + 2 s theta)] / (2 pi)``, ``theta = arccos c``.
+    s = 1 gives c (linear).
+    """
+    theta = math.acos(c)
+    root = math.sqrt(max(0.0, 1.0 - c * c))
+    mixed = (1.0 + slope * slope) * (math.pi - theta) + 2.0 * slope * theta
+    return ((1.0 - slope) ** 2 * root + c * mixed) / (2.0 * math.pi)
+
+
+def _cross_expect(
+    activation: ActivationFn, f: RealFn, g: RealFn, q1: float, q2: float, c: float
+) -> float:
+    """``Int Dz1 Dz2 f(u1) g(u2)`` with ``u1 = sqrt(q1) z1, u2 = sqrt(q2)(c z1 + sqrt(1-c^2) z2)``.
+
+    Tensor Gauss-Hermite (NODES^2) for an analytic phi with both q small (as in 1-D); otherwise
+    nested split rules: the inner ``G(z1) = Int Dz2 g(u2)`` is a 1-D Gaussian integral of g with
+    mean ``m = sqrt(q2) c z1`` and std ``sigma = sqrt(q2 (1 - c^2))``, refined around
+    ``(centre - m) / sigma``; the outer integrand ``f(u1) G(z1)`` has its features at
+    ``centre / sqrt(q1)`` and ``centre / (sqrt(q2) c)``.
+    """
+    shape = _shape(activation)
+    s = math.sqrt(max(0.0, 1.0 - c * c))
+    r1, r2 = math.sqrt(q1), math.sqrt(q2)
+    if shape.analytic and max(q1, q2) <= GAUSS_HERMITE_MAX_Q * shape.scale**2:
+        z, w = gauss_hermite(NODES)
+        inner = g(r2 * (c * z[:, None] + s * z[None, :])) @ w
+        return float(w @ (f(r1 * z) * inner))
+    centres = np.asarray(shape.centres, dtype=np.float64)
+    groups = [(centres / r1, shape.scale / r1)]
+    if c != 0.0:
+        groups.append((centres / (r2 * c), shape.scale / (r2 * abs(c))))
+    z1, w1 = _split_rule(groups)
+    if s == 0.0:
+        return float(w1 @ (f(r1 * z1) * g(r2 * c * z1)))
+    sigma = r2 * s
+    mean = r2 * c * z1
+    inner_centres = (centres[None, :] - mean[:, None]) / sigma
+    z2, w2 = _panels(_breaks(inner_centres, np.full(z1.shape, shape.scale / sigma)))
+    inner = np.einsum("ij,ij->i", w2, g(mean[:, None] + sigma * z2))
+    return float(w1 @ (f(r1 * z1) * inner))
+
+
+def correlation_map(
+    activation: ActivationFn,
+    c: float,
+    q1: float,
+    q2: float,
+    sigma_w2: float,
+    sigma_b2: float,
+) -> float:
+    """``c' = (sigma_w2 Int Dz1 Dz2 phi(u1) phi(u2) + sigma_b2) / sqrt(q1' q2')`` with
+    ``u1 = sqrt(q1) z1``, ``u2 = sqrt(q2) (c z1 + sqrt(1 - c^2) z2)`` and ``q1', q2'`` the length
+    map of q1, q2: the correlation map of Poole et al. (2016).
+
+    ReLU family in closed form: ``E[phi(u1) phi(u2)] = sqrt(q1 q2) k_s(c)`` with the
+    arc-cosine kernel ``k_s`` of ``_arccos_kernel`` (for ReLU ``(sqrt(1-c^2) + (pi - arccos c)
+    c) / (2 pi)``, Cho & Saul 2009). Other phi: 2-D quadrature (``_cross_expect``).
+    Requires ``-1 <= c <= 1`` and ``q1, q2 > 0`` (finite).
+    """
+    _check_weights(sigma_w2, sigma_b2)
+    if not -1.0 <= c <= 1.0:
+        raise ValueError(f"c must be in [-1, 1], got {c}")
+    for q in (q1, q2):
+        _check_q(q)
+        if q == 0.0 or math.isinf(q):
+            raise ValueError(f"the correlation map needs finite q > 0, got {q}")
+    slope = _piecewise_linear_slope(activation)
+    if slope is not None:
+        cross = math.sqrt(q1 * q2) * _arccos_kernel(slope, c)
+    else:
+        phi = _phi(activation)
+        cross = _cross_expect(activation, phi, phi, q1, q2, c)
+    out1 = length_map(activation, q1, sigma_w2, sigma_b2)
+    out2 = length_map(activation, q2, sigma_w2, sigma_b2)
+    return (sigma_w2 * cross + sigma_b2) / math.sqrt(out1 * out2)
+
+
+@functools.lru_cache(maxsize=1024)  # pure in hashable arguments; searches are costly
+def c_star(activation: ActivationFn, sigma_w2: float, sigma_b2: float) -> float:
+    """``c*``: the stable fixed point of the correlation map at ``q1 = q2 = q*`` (Poole et al.
+    2016; Schoenholz et al. 2017).
+
+    At q* the map ``c -> c'`` is increasing and convex on [0, 1] with ``c'(1) = 1`` and slope
+    ``chi_1`` there (its Hermite expansion has non-negative coefficients), so:
+
+    - ``chi_1 <= 1`` (ordered or critical): ``c* = 1``;
+    - ``chi_1 > 1`` (chaotic): c* is the root of ``c' - c`` in [0, 1), where the iteration from
+      ``c = 0`` converges; 0 when ``c'(0) = 0`` (odd phi with sigma_b2 = 0).
+
+    The ReLU family has ``c* = 1`` for every sigma: with a finite q* and sigma_b2 > 0 it is
+    ordered, and otherwise (no bias, or ``q* = inf``) the normalised map is the scale-free
+    arc-cosine map, whose only fixed point in [0, 1] is c = 1 (slope 1 there). A smooth phi with
+    ``q* = inf`` or ``q* = 0`` returns ``math.nan`` (no stationary length to correlate at) and 1
+    (ordered). A c* below 1e-12 is returned as 0.
+    """
+    if _piecewise_linear_slope(activation) is not None:
+        _check_weights(sigma_w2, sigma_b2)
+        return 1.0
+    q = fixed_point(activation, sigma_w2, sigma_b2)
+    if math.isinf(q):
+        return math.nan
+    if q == 0.0 or chi_1(activation, q, sigma_w2) <= 1.0:
+        return 1.0
+
+    def gap(c: float) -> float:
+        return correlation_map(activation, c, q, q, sigma_w2, sigma_b2) - c
+
+    if gap(0.0) <= 1e-12:  # quadrature rounding around an exact c'(0) = 0
+        return 0.0
+    below = 1.0 - 1e-3
+    while gap(below) >= 0.0:  # g < 0 just below 1 since the slope there exceeds 1
+        below = 1.0 - 0.1 * (1.0 - below)
+        if below >= 1.0 - 1e-12:
+            return 1.0  # chi_1 barely above 1: c* indistinguishable from 1
+    return float(optimize.brentq(gap, 0.0, below, xtol=1e-14))
+
+
+@functools.lru_cache(maxsize=1024)  # pure in hashable arguments; searches are costly
+def depth_scales(activation: ActivationFn, sigma_w2: float, sigma_b2: float) -> tuple[float, float]:
+    """``(xi_q, xi_c)``: depths over which the length and the correlation of two inputs approach
+    their fixed points like ``exp(-l / xi)`` (Schoenholz et al. 2017).
+
+    ``1/xi_q = -ln[chi_1 + sigma_w2 Int Dz phi''(sqrt q* z) phi(sqrt q* z)]`` (the slope of the
+    length map at q*, ``length_map_slope``; ReLU: ``-ln(sigma_w2 / 2)``).
+    ``1/xi_c = -ln[sigma_w2 Int Dz1 Dz2 phi'(u1) phi'(u2)]`` at ``q*, c*``; for ``c* = 1`` this
+    is ``-ln chi_1``. Each is ``math.inf`` where the log's argument is >= 1 (critical, or a
+    diverging q* -- no finite depth scale) and ``-1 / ln|x|`` otherwise (a negative slope
+    alternates the sign of the deviation; 0 for x = 0). ``xi_c`` is ``math.nan`` where c* is.
+    """
+    q = fixed_point(activation, sigma_w2, sigma_b2)
+    xi_q = math.inf if math.isinf(q) else _depth(length_map_slope(activation, q, sigma_w2))
+    c = c_star(activation, sigma_w2, sigma_b2)
+    if math.isnan(c):
+        return xi_q, math.nan
+    if c == 1.0:
+        return xi_q, _depth(chi_1(activation, q, sigma_w2))
+    dphi = _dphi(activation)  # c* < 1 only for a phi outside the ReLU family
+    return xi_q, _depth(sigma_w2 * _cross_expect(activation, dphi, dphi, q, q, c))
+
+
+def _depth(x: float) -> float:
+    if x >= 1.0 - 1e-12:  # critical up to rounding (chi_1 of He init is 1 - 2e-16)
+        return math.inf
+    if x == 0.0:
+        return 0.0
+    return -1.0 / math.log(abs(x)) if abs(x) < 1.0 else math.inf
+
+
+def trainable_depth(xi_c: float) -> float:
+    """``6 xi_c``: roughly the deepest trainable network (Schoenholz et al. 2017:
+    random networks train when their depth ``L <~ 6 xi_c``)."""
+    return 6.0 * xi_c
+
+
+def phase(chi: float, tol: float = PHASE_TOL) -> Phase:
+    """Ordered (``chi_1 < 1 - tol``), critical (``|chi_1 - 1| <= tol``) or chaotic (Poole et al.
+    2016; Schoenholz et al. 2017). ``PHASE_TOL = 0.01``."""
+    if abs(chi - 1.0) <= tol:
+        return "critical"
+    return "ordered" if chi < 1.0 else "chaotic"
+
+
+# -- the edge of chaos ------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1024)  # pure in hashable arguments; searches are costly
+def critical_sigma_w2(
+    activation: ActivationFn, sigma_b2: float, low: float = 0.1, high: float = 100.0
+) -> float | None:
+    """The ``sigma_w2`` in ``[low, high]`` with ``chi_1(q*(sigma_w2)) = 1``, the edge of chaos
+    (Poole et al. 2016; Schoenholz et al. 2017); None if there is none.
+
+    ReLU family: ``chi_1 = sigma_w2 (1 + s^2) / 2`` whatever q, so ``2 / (1 + s^2)`` when
+    ``sigma_b2 = 0``; with ``sigma_b2 > 0`` q* is infinite there and there is no edge of chaos
+    (None). Otherwise: scan 49 log-spaced points for sign changes of ``chi_1 - 1`` and polish
+    each with Brent's method (xtol 1e-13), skipping roots that are not an edge of chaos:
+    ``|chi_1 - 1| > 1e-6`` there means chi_1 jumps across 1 (q* switching between 0 and inf,
+    e.g. GELU with sigma_b2 = 0 near 2), and an infinite q* there means chi_1 reaches 1 only as
+    the length diverges (softplus at 2, like ReLU with bias). The smallest critical sigma_w2
+    is returned if there are several; where q* = 0 (sigma_b2 = 0, phi(0) = 0) that is
+    ``chi_1(0) = sigma_w2 (phi'(0-)^2 + phi'(0+)^2) / 2 = 1`` (tanh 1, SELU 0.4768). There
+    ``chi_1 - 1`` is linear below and ~quadratic above the root, so it is located to ~1e-8.
+    """
+    _check_weights(low, sigma_b2)
+    slope = _piecewise_linear_slope(activation)
+    if slope is not None:
+        critical = 2.0 / (1.0 + slope * slope)
+        return critical if sigma_b2 == 0.0 and low <= critical <= high else None
+
+    def excess(sigma_w2: float) -> float:
+        return chi_1_at_fixed_point(activation, sigma_w2, sigma_b2) - 1.0
+
+    points = [(float(x), excess(float(x))) for x in np.geomspace(low, high, _CRITICAL_GRID)]
+    for (a, fa), (b, fb) in itertools.pairwise(points):
+        if fa == 0.0:
+            return a
+        if fa * fb < 0.0:
+            root = float(optimize.brentq(excess, a, b, xtol=1e-13))
+            finite = math.isfinite(fixed_point(activation, root, sigma_b2))
+            if finite and abs(excess(root)) <= _CRITICAL_CHECK:
+                return root
+    return high if points[-1][1] == 0.0 else None
+
+
+@functools.lru_cache(maxsize=1024)  # pure in hashable arguments; searches are costly
+def nearest_to_critical(
+    activation: ActivationFn, sigma_b2: float, low: float = 0.1, high: float = 100.0
+) -> tuple[float, float]:
+    """``(sigma_w2, chi_1(q*))`` minimising ``|chi_1(q*(sigma_w2)) - 1|`` over ``[low, high]``:
+    for activations with no edge of chaos there (sigmoid with sigma_b2 = 0), how close one can
+    get. A 49-point log grid, then a bounded scalar minimisation around the best point."""
+    _check_weights(low, sigma_b2)
+
+    def distance(log_sigma: float) -> float:
+        chi = chi_1_at_fixed_point(activation, math.exp(log_sigma), sigma_b2)
+        return abs(chi - 1.0)
+
+    logs = np.linspace(math.log(low), math.log(high), _CRITICAL_GRID)
+    values = [distance(float(x)) for x in logs]
+    best = int(np.argmin(values))
+    bounds = (float(logs[max(best - 1, 0)]), float(logs[min(best + 1, logs.size - 1)]))
+    found = optimize.minimize_scalar(distance, bounds=bounds, method="bounded")
+    log_sigma = float(found.x) if float(found.fun) < values[best] else float(logs[best])
+    sigma_w2 = min(max(math.exp(log_sigma), low), high)  # exp(log(x)) may round past x
+    return sigma_w2, chi_1_at_fixed_point(activation, sigma_w2, sigma_b2)
+
+
+# -- a whole network --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerTheory:
+    """Mean-field predictions for one layer ``l`` (1-based) of ``propagate``.
+
+    ``q``: pre-activation variance ``q^l`` (compare with ``E[a_l^2]``, i.e. std^2 + mean^2 of
+    the simulation's pre-activations). ``second_moment``: ``E[h_l^2] = Int Dz phi(sqrt(q^l)
+    z)^2``. ``chi_1``: ``sigma_w2_l Int Dz phi'(sqrt(q^l) z)^2``, at this layer's own q (not
+    q*). ``gradient_ratio``: predicted ``RMS(g_{l-1}) / RMS(g_l)`` with ``g_l = dL/dh_l`` the
+    gradient of the layer's output (``g_0`` that of the input), ``sqrt(N_l / N_{l-1} chi_1)``.
+    """
+
+    q: float
+    second_moment: float
+    chi_1: float
+    gradient_ratio: float
+
+
+def propagate(
+    layers: Sequence[tuple[ActivationFn, float, float, int]], q0: float, input_dim: int
+) -> list[LayerTheory]:
+    """Mean-field forward and backward pass (Poole et al. 2016; Schoenholz et al. 2017, whose
+    backward mean-field theory this is) for layers ``(activation, sigma_w2, sigma_b2, units)``.
+
+    Forward: ``q^1 = sigma_w2_1 q0 + sigma_b2_1`` with ``q0 = E[x.x] / N_0`` the input's second
+    moment per feature, ``q^l = sigma_w2_l Int Dz phi_{l-1}(sqrt(q^{l-1}) z)^2 + sigma_b2_l``.
+
+    Backward: with ``g_l = dL/dh_l`` and ``delta_l = g_l * phi'(a_l)``,
+    ``g_{l-1} = delta_l @ W_l^T``, so ``g_{l-1,i} = sum_j W_l[i, j] phi'(a_{l,j}) g_{l,j}`` sums
+    ``N_l`` terms of variance ``(sigma_w2_l / N_{l-1}) E[phi'(a_l)^2] E[g_l^2]`` (the weights
+    are independent of the forward signal feeding phi' and, by the gradient-independence
+    assumption of Schoenholz et al., of g_l). Hence
+    ``E[g_{l-1}^2] = (N_l / N_{l-1}) chi_1(q^l) E[g_l^2]``, ``chi_1(q^l) = sigma_w2_l
+    Int Dz phi_l'(sqrt(q^l) z)^2`` (SCIENCE.md's ``E[delta_l^2] = E[delta_{l+1}^2] (N_{l+1}/N_l)
+    chi_1(q^l)`` shifted to output gradients), and the RMS ratio is
+    ``gradient_ratio_l = sqrt((N_l / N_{l-1}) chi_1(q^l))`` (N_0 = ``input_dim``). The predicted
+    ``relative_to_last`` of layer l is the product of ``gradient_ratio`` over layers l+1 .. L
+    (``predicted_relative_to_last``).
+    """
+    _check_q(q0)
+    if input_dim < 1:
+        raise ValueError(f"input_dim must be positive, got {input_dim}")
+    result: list[LayerTheory] = []
+    fan_in = input_dim
+    moment = q0  # E[h_0^2] per feature
+    for activation, sigma_w2, sigma_b2, units in layers:
+        _check_weights(sigma_w2, sigma_b2)
+        if units < 1:
+            raise ValueError(f"units must be positive, got {units}")
+        q = sigma_w2 * moment + sigma_b2
+        moment = second_moment(activation, q)
+        chi = chi_1(activation, q, sigma_w2)
+        ratio = math.sqrt(units / fan_in * chi)
+        result.append(LayerTheory(q=q, second_moment=moment, chi_1=chi, gradient_ratio=ratio))
+        fan_in = units
+    return result
+
+
+def predicted_relative_to_last(layers: Sequence[LayerTheory]) -> list[float]:
+    """Predicted ``RMS(g_l) / RMS(g_L)`` per layer: ``prod_{k = l+1}^{L} gradient_ratio_k``
+    (1 for the last layer), the mean-field counterpart of the simulation's
+    ``relative_to_last``."""
+    out = [1.0] * len(layers)
+    for index in range(len(layers) - 2, -1, -1):
+        out[index] = out[index + 1] * layers[index + 1].gradient_ratio
+    return out
+
+
+def not_modelled(layers: Sequence[LayerSpec]) -> list[str]:
+    """Why the maps above do not describe layers with batch norm or dropout, one note per kind.
+
+    Both are outside these maps: training-mode batch norm divides each unit by its batch
+    standard deviation, so q^l is reset every layer whatever sigma_w^2 is, and the samples of
+    the batch are coupled (Yang, Pennington, Rao, Sohl-Dickstein & Schoenholz 2019,
+    arXiv:1902.08129, give the mean-field theory of that: gradients explode with depth).
+    Inverted dropout at rate rho multiplies E[h^2] by 1 / (1 - rho) and breaks the
+    correlation map's fixed point c* = 1 (Schoenholz et al. 2017 treat dropout); neither is
+    added to the maps here, so predictions for such networks are withheld.
+    """
+    normalised = [i for i, spec in enumerate(layers, start=1) if spec.batch_norm is not None]
+    dropped = [i for i, spec in enumerate(layers, start=1) if spec.dropout > 0]
+    notes = []
+    if normalised:
+        notes.append(
+            f"{_where(normalised)}: batch norm rescales each unit by its batch statistics, so "
+            "the pre-activation variance no longer follows sigma_w^2 and the length map; the "
+            "mean-field maps here do not model it (Yang et al. 2019 do)"
+        )
+    if dropped:
+        notes.append(
+            f"{_where(dropped)}: dropout multiplies E[h^2] by 1 / (1 - rate) and decorrelates "
+            "inputs; the mean-field maps here do not model it (Schoenholz et al. 2017 do)"
+        )
+    return notes
+
+
+def _where(indices: list[int]) -> str:
+    """``layer 3``, ``layers 1-5`` or ``layers 1, 4``."""
+    if len(indices) == 1:
+        return f"layer {indices[0]}"
+    if indices == list(range(indices[0], indices[-1] + 1)):
+        return f"layers {indices[0]}-{indices[-1]}"
+    return "layers " + ", ".join(map(str, indices))
+
+
+# -- argument checks ------------------------------------------------------------------------------
+
+
+def _check_q(q: float) -> None:
+    if not q >= 0.0:  # also refuses NaN
+        raise ValueError(f"q must be >= 0, got {q}")
+
+
+def _check_weights(sigma_w2: float, sigma_b2: float) -> None:
+    if not (0.0 <= sigma_w2 < math.inf and 0.0 <= sigma_b2 < math.inf):
+        raise ValueError(
+            f"sigma_w2 and sigma_b2 must be finite and >= 0, got {sigma_w2}, {sigma_b2}"
+        )

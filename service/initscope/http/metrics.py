@@ -1,0 +1,177 @@
+"""Prometheus metrics at ``GET /metrics``: one registry per app (tests build many apps).
+
+Series, all prefixed ``initscope_``:
+
+- ``http_requests_total`` and ``http_request_duration_seconds`` by method, route template
+  (``unmatched`` when no route matched) and status, from an ASGI middleware;
+- ``job_duration_seconds`` by task and outcome, ``rejections_total`` by reason and
+  ``pool_restarts_total`` by reason, fed by the runner through :class:`Metrics`, which is the
+  runner's observer (``RunnerObserver`` in ``initscope.runner``);
+- ``runner_in_flight``, ``runner_queued``, ``cache_requests_total`` by result, ``cache_entries``
+  and ``cache_bytes``, read from ``app.state`` at scrape time.
+
+``/metrics`` is left out of the OpenAPI document: it is for the scraper, in a format that
+Prometheus defines and JSON Schema cannot describe, not part of the API clients code against.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Seconds: a probe takes ~1 ms, the book's analysis ~20 ms, the largest admitted one seconds.
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+OUTCOMES = ("ok", "error", "timeout", "crashed", "cancelled")
+REJECTIONS = ("queue_full", "draining", "pool_unavailable")
+RESTARTS = ("timeout", "crashed")
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path (``/analyze``), not the raw path; ``unmatched`` for 404s."""
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+class _StateCollector(Collector):
+    """Gauges and counters owned by other objects on ``app.state``, read when scraped."""
+
+    def __init__(self, state: Any) -> None:
+        self._state = state
+
+    def collect(self) -> Iterable[Metric]:
+        runner = getattr(self._state, "runner", None)
+        for name, doc in (
+            ("in_flight", "Jobs running in worker processes now."),
+            ("queued", "Admitted jobs waiting for a worker."),
+        ):
+            value = getattr(runner, name, None)
+            if isinstance(value, int | float):
+                yield GaugeMetricFamily(f"initscope_runner_{name}", doc, value=value)
+        cache = getattr(self._state, "cache", None)
+        if cache is not None:
+            requests = CounterMetricFamily(
+                "initscope_cache_requests",
+                "Result-cache lookups: hit, miss, or not_modified (304 on a matching ETag).",
+                labels=["result"],
+            )
+            for result, count in (
+                ("hit", cache.hits),
+                ("miss", cache.misses),
+                ("not_modified", cache.not_modified),
+            ):
+                requests.add_metric([result], count)
+            yield requests
+            yield CounterMetricFamily(
+                "initscope_cache_evictions", "Results evicted from the cache.", cache.evictions
+            )
+            yield GaugeMetricFamily("initscope_cache_entries", "Results cached.", len(cache))
+            yield GaugeMetricFamily("initscope_cache_bytes", "Bytes of cached bodies.", cache.size)
+
+
+class Metrics:
+    """The app's instruments, and the runner's observer.
+
+    The observer methods may be called from the pool's management thread; prometheus_client's
+    instruments are thread-safe.
+    """
+
+    def __init__(self, state: Any) -> None:
+        self.registry = CollectorRegistry()
+        labels = ["method", "route", "status"]
+        self.requests = Counter(
+            "initscope_http_requests", "HTTP requests.", labels, registry=self.registry
+        )
+        self.latency = Histogram(
+            "initscope_http_request_duration_seconds",
+            "Time from the request to the end of the response.",
+            labels,
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.jobs = Histogram(
+            "initscope_job_duration_seconds",
+            "Duration of one job in the process pool (simulation, sweep or rendering), "
+            "as reported by the runner.",
+            ["task", "outcome"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.rejections = Counter(
+            "initscope_rejections",
+            "Jobs refused by the runner.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.pool_restarts = Counter(
+            "initscope_pool_restarts",
+            "Process-pool restarts after a worker timed out or died.",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in REJECTIONS:
+            self.rejections.labels(reason)
+        for reason in RESTARTS:
+            self.pool_restarts.labels(reason)
+        self.registry.register(_StateCollector(state))
+
+    # RunnerObserver
+    def job_finished(self, task: str, seconds: float, outcome: str) -> None:
+        self.jobs.labels(task, outcome).observe(seconds)
+
+    def rejected(self, reason: str) -> None:
+        self.rejections.labels(reason).inc()
+
+    def pool_restarted(self, reason: str) -> None:
+        self.pool_restarts.labels(reason).inc()
+
+
+class HttpMetricsMiddleware:
+    """Counts and times every HTTP request by route template and status (pure ASGI)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500  # unless a response starts
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            labels = (scope["method"], route_template(scope), str(status))
+            self.metrics.requests.labels(*labels).inc()
+            self.metrics.latency.labels(*labels).observe(time.perf_counter() - start)
+
+
+async def exposition(request: Request) -> Response:
+    """The text format (or OpenMetrics when the scraper asks for it)."""
+    encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+    return Response(encoder(request.app.state.metrics.registry), media_type=content_type)
+
+
+def install(app: FastAPI) -> Metrics:
+    """Registry, HTTP middleware and ``GET /metrics``; the runner observer is
+    ``app.state.metrics``."""
+    metrics = Metrics(app.state)
+    app.state.metrics = metrics
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
+    app.add_api_route("/metrics", exposition, methods=["GET"], include_in_schema=False)
+    return metrics

@@ -1,0 +1,433 @@
+"""The worker processes that run NumPy work off the event loop; owned by the app's lifespan.
+
+Why not ``concurrent.futures.ProcessPoolExecutor``: it cannot stop a running job, and one dead
+worker marks the whole pool broken, failing every in-flight future. Why not ``pebble``: it can
+kill a job on timeout, but its workers share one pipe guarded by cross-process locks (a worker
+killed while it holds them, e.g. while sending a result, stalls the others for the 60 s lock
+timeout), and in 5.2 a worker that dies while no task runs marks the whole pool broken. Here
+each worker has its own pipe and runs one job at a time, so killing one (deadline, cancel) or
+losing one (SIGKILL, the OOM killer) touches nothing else: its job fails and a fresh fork takes
+its place. A blocking ``send``/``recv`` per job runs in a small thread pool, one thread per
+worker; a dead worker shows up as EOF there, and an idle one through its sentinel on the loop.
+
+Workers are forked by a ``forkserver`` that has imported the engine once (no copy of the
+server's threads or sockets, and a replacement is ready in milliseconds). Each worker limits
+its BLAS pool so that ``workers * threads`` does not exceed the usable CPUs, and caps its own
+address space at ``Settings.worker_memory_limit``: work that outgrows it ends in
+``MemoryError`` inside the worker, reported as ``OutOfMemory``.
+
+Admission is per HTTP request (``admit``): at most ``in_flight_limit`` requests hold the pool,
+``queue_limit`` more wait, the rest are refused at once (``Overloaded``). A request's deadline
+covers its wait and every job it runs; when it passes, the running worker is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import resource
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, Literal, Protocol, TypeVar
+
+from threadpoolctl import threadpool_limits
+
+from initscope.config import Settings
+from initscope.errors import DeadlineExceeded, OutOfMemory, Overloaded, ShuttingDown, WorkerLost
+
+Result = TypeVar("Result")
+Claimed = TypeVar("Claimed")
+Outcome = Literal["ok", "error", "timeout", "crashed", "cancelled"]
+
+log = logging.getLogger(__name__)
+
+# Imported once by the forkserver, so every worker (and every replacement) starts warm.
+PRELOAD = [
+    "initscope.runner",
+    "initscope.engine.analysis",
+    "initscope.figures.render",
+    "initscope.engine.sweep",
+]
+# Read by OpenBLAS/OpenMP/MKL when they load: each reserves memory per potential thread.
+BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+RESPAWN_DELAY_S = 1.0
+
+
+class RunnerObserver(Protocol):
+    def job_finished(self, task: str, seconds: float, outcome: Outcome) -> None: ...
+    def rejected(self, reason: str) -> None: ...
+    def pool_restarted(self, reason: str) -> None: ...
+
+
+class _Unobserved:
+    def job_finished(self, task: str, seconds: float, outcome: Outcome) -> None:
+        pass
+
+    def rejected(self, reason: str) -> None:
+        pass
+
+    def pool_restarted(self, reason: str) -> None:
+        pass
+
+
+def _serve(conn: Connection, blas_threads: int, memory_limit: int) -> None:
+    """A worker's life: receive ``(fn, args)``, answer ``(status, value)``, until EOF."""
+    # SIGINT (Ctrl+C) and SIGTERM (systemd signals the whole group) are the server's to handle;
+    # it kills its workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threadpool_limits(limits=blas_threads)
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    soft = memory_limit if hard == resource.RLIM_INFINITY else min(memory_limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    while True:
+        try:
+            fn, args = conn.recv()
+        except EOFError:
+            return
+        reply: tuple[str, Any]
+        try:
+            reply = ("ok", fn(*args))
+        except MemoryError:
+            reply = ("memory", None)
+        except Exception as exc:
+            reply = ("error", exc)
+        try:
+            conn.send(reply)  # pickles completely before writing a byte
+        except MemoryError:
+            conn.send(("memory", None))
+        except Exception as exc:
+            conn.send(("error", TypeError(f"{fn.__name__}: unpicklable reply: {exc!r}")))
+
+
+def _exchange(conn: Connection, fn: Callable[..., Any], args: tuple[object, ...]) -> Any:
+    """Runs in the I/O thread pool: one job there and back; EOF or OSError once it dies."""
+    try:
+        conn.send((fn, args))
+        return conn.recv()
+    except (EOFError, OSError):
+        conn.close()
+        raise
+
+
+@dataclass(eq=False)
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    busy: bool = False
+    retired: bool = False  # killed on purpose or found dead: no longer part of the pool
+
+
+@dataclass(eq=False)
+class _Request:
+    timeout: float
+    deadline: float  # on the loop's clock
+    jobs: set[asyncio.Task[Any]] = field(default_factory=set)
+
+
+_current: ContextVar[_Request | None] = ContextVar("initscope_request", default=None)
+
+
+class Runner:
+    """Runs picklable top-level functions on frozen jobs in worker processes.
+
+    Build it inside the running event loop (the lifespan). ``in_flight`` counts jobs running
+    in workers; ``queued`` counts requests waiting for a slot plus jobs waiting for a worker.
+    """
+
+    def __init__(self, settings: Settings, observer: RunnerObserver | None = None) -> None:
+        self.workers = settings.workers
+        self.blas_threads = settings.threads_per_worker
+        self._settings = settings
+        self._observer: RunnerObserver = observer or _Unobserved()
+        self._loop = asyncio.get_running_loop()
+        self._context = multiprocessing.get_context("forkserver")
+        for name in BLAS_ENV:  # the forkserver inherits this when it starts (once per process)
+            os.environ.setdefault(name, str(self.blas_threads))
+        self._context.set_forkserver_preload(PRELOAD)
+        self._io = ThreadPoolExecutor(self.workers, thread_name_prefix="initscope-io")
+        self._pool: set[_Worker] = set()
+        self._idle: list[_Worker] = []
+        self._missing = 0
+        self._changed = asyncio.Event()
+        self._admitted = 0
+        self._holding = 0
+        self._waiting = 0
+        self._draining = False
+        self._aborted = False
+        self._closed = False
+        self._abort_timer: asyncio.TimerHandle | None = None
+        self._respawn_timer: asyncio.TimerHandle | None = None
+        for _ in range(self.workers):
+            self._add_worker()
+
+    @property
+    def in_flight(self) -> int:
+        return sum(worker.busy for worker in self._pool)
+
+    @property
+    def queued(self) -> int:
+        return self._waiting
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    @property
+    def ready(self) -> bool:
+        return not (self._draining or self._closed) and self._missing == 0
+
+    async def run(self, fn: Callable[..., Result], *args: object) -> Result:
+        """``fn(*args)`` in a worker; ``fn`` is a top-level function, ``args`` frozen data.
+
+        Inside ``admit`` the job counts against that request's slot and deadline; outside,
+        the call is a request of its own.
+        """
+        request = _current.get()
+        if request is None:
+            async with self.admit():
+                return await self.run(fn, *args)
+        job = asyncio.current_task()
+        assert job is not None
+        request.jobs.add(job)
+        try:
+            worker = await self._claim(request, self._idle_worker)
+            result: Result = await self._execute(request, worker, fn, args)
+            return result
+        finally:
+            request.jobs.discard(job)
+
+    @contextlib.asynccontextmanager
+    async def admit(self) -> AsyncIterator[None]:
+        """One HTTP request's hold on the pool: refused at once when draining or when every
+        slot and the queue are taken; otherwise waits for a slot within the deadline. On exit,
+        jobs still running for it (a failed sibling in a ``gather``) are cancelled."""
+        retry_after = self._settings.retry_after_s
+        if self._draining or self._closed:
+            self._observer.rejected("draining")
+            raise ShuttingDown(retry_after)
+        if not self._pool:
+            self._observer.rejected("pool_unavailable")
+            raise Overloaded(retry_after)
+        if self._admitted >= self._settings.in_flight_limit + self._settings.queue_limit:
+            self._observer.rejected("queue_full")
+            raise Overloaded(retry_after)
+        timeout = self._settings.request_timeout_s
+        request = _Request(timeout, self._loop.time() + timeout)
+        self._admitted += 1
+        token = _current.set(request)
+        try:
+            await self._claim(request, self._free_slot)
+            try:
+                yield
+            finally:
+                self._holding -= 1
+                for job in request.jobs:
+                    job.cancel()
+                self._notify()
+        finally:
+            _current.reset(token)
+            self._admitted -= 1
+            self._notify()
+
+    def begin_drain(self) -> None:
+        """Stop admitting; work still running ``shutdown_timeout_s`` later is killed and its
+        requests answered ``ShuttingDown``. Safe to call from a signal handler."""
+        self._draining = True
+        self._loop.call_soon_threadsafe(self._arm_abort)
+
+    async def shutdown(self) -> None:
+        """Drain, wait (bounded) until no request is admitted, then stop every worker."""
+        self.begin_drain()
+        self._arm_abort()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._settings.shutdown_timeout_s + 1):
+                while self._admitted:
+                    await self._changed.wait()
+        self.close()
+
+    def close(self) -> None:
+        self._closed = self._aborted = True
+        for timer in (self._abort_timer, self._respawn_timer):
+            if timer is not None:
+                timer.cancel()
+        for worker in list(self._pool):
+            self._retire(worker)
+        self._idle.clear()
+        self._io.shutdown(wait=True, cancel_futures=True)
+        self._notify()
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _free_slot(self) -> bool | None:
+        if self._holding >= self._settings.in_flight_limit:
+            return None
+        self._holding += 1
+        return True
+
+    def _idle_worker(self) -> _Worker | None:
+        if not self._idle:
+            return None
+        worker = self._idle.pop()
+        worker.busy = True
+        return worker
+
+    async def _claim(self, request: _Request, claim: Callable[[], Claimed | None]) -> Claimed:
+        """``claim()``'s first non-None value, waiting for changes until the deadline."""
+        self._waiting += 1
+        try:
+            async with asyncio.timeout_at(request.deadline):
+                while True:
+                    if self._aborted:
+                        raise ShuttingDown(self._settings.retry_after_s)
+                    if (claimed := claim()) is not None:
+                        return claimed
+                    await self._changed.wait()
+        except TimeoutError:
+            raise DeadlineExceeded(request.timeout) from None
+        finally:
+            self._waiting -= 1
+
+    # -- one job ---------------------------------------------------------------------------
+
+    async def _execute(
+        self, request: _Request, worker: _Worker, fn: Callable[..., Any], args: tuple[object, ...]
+    ) -> Any:
+        start = time.perf_counter()
+        outcome: Outcome = "cancelled"
+        try:
+            exchange = self._loop.run_in_executor(self._io, _exchange, worker.conn, fn, args)
+            try:
+                async with asyncio.timeout_at(request.deadline):
+                    status, value = await exchange
+            except TimeoutError:
+                outcome = "timeout"
+                self._replace(worker, "timeout")
+                raise DeadlineExceeded(request.timeout) from None
+            except (EOFError, OSError):
+                if self._aborted:
+                    self._replace(worker, None)
+                    raise ShuttingDown(self._settings.retry_after_s) from None
+                outcome = "crashed"
+                self._replace(worker, "crashed")
+                raise WorkerLost(await self._exitcode(worker)) from None
+            except BaseException:
+                self._replace(worker, None)  # cancelled: the request is gone, stop its work
+                raise
+            self._release(worker)
+            if status == "ok":
+                outcome = "ok"
+                return value
+            outcome = "error"
+            if status == "memory":
+                raise OutOfMemory(self._settings.worker_memory_limit)
+            raise value
+        finally:
+            self._observer.job_finished(fn.__name__, time.perf_counter() - start, outcome)
+
+    async def _exitcode(self, worker: _Worker) -> int | None:
+        """The dead worker's exit code (negative: the signal), once the forkserver reports it."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                while worker.process.exitcode is None:
+                    await asyncio.sleep(0.01)
+        return worker.process.exitcode
+
+    # -- the pool --------------------------------------------------------------------------
+
+    def _add_worker(self) -> None:
+        parent, child = self._context.Pipe()
+        process = self._context.Process(
+            target=_serve,
+            args=(child, self.blas_threads, self._settings.worker_memory_limit),
+            name="initscope-worker",
+            daemon=True,
+        )
+        try:
+            process.start()
+        except OSError:
+            log.exception("could not start a worker; retrying in %s s", RESPAWN_DELAY_S)
+            parent.close()
+            self._missing += 1
+            if self._respawn_timer is None:
+                self._respawn_timer = self._loop.call_later(RESPAWN_DELAY_S, self._respawn)
+            return
+        finally:
+            child.close()
+        worker = _Worker(process, parent)
+        self._pool.add(worker)
+        self._idle.append(worker)
+        self._loop.add_reader(process.sentinel, self._exited, worker)
+        self._notify()
+
+    def _respawn(self) -> None:
+        self._respawn_timer = None
+        missing, self._missing = self._missing, 0
+        for _ in range(missing):
+            if not self._closed:
+                self._add_worker()
+
+    def _release(self, worker: _Worker) -> None:
+        worker.busy = False
+        if not worker.retired:
+            self._idle.append(worker)
+            self._notify()
+
+    def _retire(self, worker: _Worker) -> None:
+        worker.retired = True
+        self._pool.discard(worker)
+        if worker.process.exitcode is None:
+            worker.process.kill()
+        # the I/O thread sees EOF and closes the pipe; an idle worker's pipe is closed here
+        if not worker.busy:
+            worker.conn.close()
+
+    def _replace(self, worker: _Worker, reason: str | None) -> None:
+        """Kill a worker that is busy with a job we give up on (or that died), start another."""
+        self._retire(worker)
+        worker.busy = False
+        if reason is not None:
+            self._observer.pool_restarted(reason)
+        if not self._aborted:
+            self._add_worker()
+        self._notify()
+
+    def _exited(self, worker: _Worker) -> None:
+        """A worker process ended: an idle one is replaced here, a busy one by its job."""
+        self._loop.remove_reader(worker.process.sentinel)
+        if worker.retired or worker.busy:
+            return
+        log.warning(
+            "idle worker %s died (exit code %s)", worker.process.pid, worker.process.exitcode
+        )
+        self._idle.remove(worker)
+        self._retire(worker)
+        self._observer.pool_restarted("crashed")
+        if not self._aborted:
+            self._add_worker()
+
+    def _arm_abort(self) -> None:
+        if self._abort_timer is None and not self._closed:
+            self._abort_timer = self._loop.call_later(
+                self._settings.shutdown_timeout_s, self._abort
+            )
+
+    def _abort(self) -> None:
+        self._aborted = True
+        for worker in list(self._pool):
+            if worker.busy:
+                worker.process.kill()  # its job sees EOF, then ShuttingDown
+        self._notify()

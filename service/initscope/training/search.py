@@ -1,0 +1,109 @@
+"""Random hyperparameter search (Bergstra & Bengio 2012): ``trials`` draws of two
+hyperparameters, each uniform or log-uniform in its range, every trial trained from the same
+initial weights on the same batches, judged on the validation rows training never sees."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from initscope.training.loop import Momentum, TrainJob, dataset, fit
+
+SearchParam = Literal["learning_rate", "weight_decay", "dropout", "momentum"]
+_TAG = 0x7365_6172  # the draws' stream: SeedSequence((seed, _TAG))
+
+
+@dataclass(frozen=True)
+class SearchAxis:
+    param: SearchParam
+    low: float
+    high: float
+    log: bool
+
+    def draw(self, rng: np.random.Generator, n: int) -> list[float]:
+        if self.log:
+            return [math.exp(v) for v in rng.uniform(math.log(self.low), math.log(self.high), n)]
+        return [float(v) for v in rng.uniform(self.low, self.high, n)]
+
+
+@dataclass(frozen=True)
+class SearchJob:
+    base: TrainJob
+    x: SearchAxis
+    y: SearchAxis
+    trials: int
+
+
+@dataclass(frozen=True)
+class Trial:
+    x: float
+    y: float
+    val_accuracy: float  # after the last epoch
+    val_loss: float | None
+    train_accuracy: float
+    train_loss: float | None
+    diverged: bool
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    x_param: str
+    y_param: str
+    trials: tuple[Trial, ...]  # best validation accuracy first (then lower validation loss)
+    median_val_accuracy: float
+    elapsed_ms: float
+
+
+def with_value(job: TrainJob, param: SearchParam, value: float) -> TrainJob:
+    if param == "learning_rate":
+        return dataclasses.replace(
+            job, optimizer=dataclasses.replace(job.optimizer, learning_rate=value)
+        )
+    if param == "momentum":
+        assert isinstance(job.optimizer, Momentum)  # checked by the request
+        return dataclasses.replace(
+            job, optimizer=dataclasses.replace(job.optimizer, momentum=value)
+        )
+    if param == "weight_decay":
+        return dataclasses.replace(job, weight_decay=value)
+    return dataclasses.replace(job, dropout=value)
+
+
+def run_search(job: SearchJob, tick: Callable[[], object] | None = None) -> SearchResult:
+    """Top-level and picklable: what the process pool runs for /search; ``tick`` is called
+    after each trial (the command line's progress bar)."""
+    start = time.perf_counter()
+    rng = np.random.default_rng(np.random.SeedSequence((job.base.seed, _TAG)))
+    xs, ys = job.x.draw(rng, job.trials), job.y.draw(rng, job.trials)
+    data = dataset(job.base)
+    trials = []
+    for x, y in zip(xs, ys, strict=True):
+        trial_job = with_value(with_value(job.base, job.x.param, x), job.y.param, y)
+        last = fit(trial_job, data)
+        if tick is not None:
+            tick()
+        end = last.history[-1]
+        trials.append(
+            Trial(
+                x,
+                y,
+                end.val_accuracy,
+                end.val_loss,
+                end.train_accuracy,
+                end.train_loss,
+                last.diverged,
+            )
+        )
+    median = float(np.median([t.val_accuracy for t in trials]))
+    ranked = sorted(
+        trials,
+        key=lambda t: (-t.val_accuracy, math.inf if t.val_loss is None else t.val_loss),
+    )
+    elapsed = round((time.perf_counter() - start) * 1e3, 3)
+    return SearchResult(job.x.param, job.y.param, tuple(ranked), median, elapsed)
