@@ -61,6 +61,7 @@ from matplotlib.transforms import (
 
 from initscope.engine.sweep import SweepJob, SweepResult
 from initscope.jobs import FigureOptions
+from initscope.labels import layer_extras
 from initscope.results import Analysis, Comparison, FindingCode, Histogram, LayerResult
 
 if TYPE_CHECKING:
@@ -909,17 +910,10 @@ def _inches(points: float, dpi: float) -> float:
     return inches
 
 
-def _extras(layer: LayerResult) -> str:
-    """``BN``, ``BN after``, ``dropout 0.5``, ``BN, dropout 0.5`` or "" (a plain layer)."""
-    parts = [layer.batch_norm.label] if layer.batch_norm is not None else []
-    if layer.dropout > 0:
-        parts.append(f"dropout {layer.dropout:g}")
-    return ", ".join(parts)
-
-
 def _network_extras(layers: Sequence[LayerResult]) -> str:
-    """The layers' common :func:`_extras`, or ``mixed BN/dropout`` when they differ."""
-    extras = {_extras(layer) for layer in layers}
+    """The layers' common :func:`~initscope.labels.layer_extras`, or ``mixed BN/dropout``
+    when they differ."""
+    extras = {layer_extras(layer) for layer in layers}
     return extras.pop() if len(extras) == 1 else "mixed BN/dropout"
 
 
@@ -1014,7 +1008,7 @@ def _analysis_figure(result: Analysis, options: FigureOptions) -> Figure:
     for i, histogram in enumerate(histograms):
         cell = divmod(i, cols)
         panel = _histogram_panel(fig, place, plan.box(*cell), histogram, scale, cell)
-        extras = _extras(layers[i])
+        extras = layer_extras(layers[i])
         title = f"{i + 1}-layer" + (f" · {extras}" if extras else "")
         panel.set_title(_fit(title, plan.panel_w, PANEL_TITLE_PT))
         if cell[1] == 0:  # the scale and axis labels on the first column only: all are alike
