@@ -40,8 +40,13 @@ from initscope import catalogue, client, errors
 from initscope.config import Settings
 from initscope.engine.analysis import analyze
 from initscope.engine.sweep import SweepJob, SweepResult, critical_curve, run_sweep
-from initscope.figures.render import render_analysis, render_comparison, render_sweep
-from initscope.figures.render_train import render_search, render_training
+from initscope.figures import (
+    render_analysis,
+    render_comparison,
+    render_search,
+    render_sweep,
+    render_training,
+)
 from initscope.http import problems
 from initscope.http.api import create_app
 from initscope.http.problems import clean_loc
