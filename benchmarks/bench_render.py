@@ -34,7 +34,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-if importlib.util.find_spec("tests") is None:  # run as a file: tests/ (and service/) at the root
+if importlib.util.find_spec("tests") is None:  # run as a file: tests/ is at the root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if importlib.util.find_spec("initscope") is None:  # run without the editable install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 
 import matplotlib
