@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import itertools
 import math
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from initscope import figures
 from initscope.engine.analysis import analyze
 from initscope.figures import render_analysis, render_comparison
 from initscope.figures.analysis import build_analysis_figure
@@ -234,6 +236,31 @@ def test_different_results_give_different_bytes() -> None:
 def test_renderers_are_picklable_top_level_functions() -> None:
     for fn in (render_analysis, render_comparison):
         assert pickle.loads(pickle.dumps(fn)) is fn
+
+
+def test_the_package_exports_every_renderer() -> None:
+    assert sorted(figures.__all__) == [
+        "render_analysis",
+        "render_comparison",
+        "render_search",
+        "render_sweep",
+        "render_training",
+    ]
+    for name in figures.__all__:
+        fn = getattr(figures, name)
+        assert pickle.loads(pickle.dumps(fn)) is fn
+
+
+def test_figures_modules_use_each_other_through_public_names() -> None:
+    private = [
+        (path.name, node.module, alias.name)
+        for path in sorted((ROOT / "service" / "initscope" / "figures").glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("initscope")
+        for alias in node.names
+        if alias.name.startswith("_")
+    ]
+    assert private == []
 
 
 def test_render_module_never_imports_pyplot() -> None:
