@@ -109,7 +109,7 @@ HOTSPOTS = {
     ("panels.py", "histogram_panel"): "histogram panels (panels.histogram_panel)",
     ("panels.py", "gradient_panel"): "gradient panels (panels.gradient_panel)",
     ("text.py", "draw"): "text drawing (Text.draw)",
-    ("canvas.py", "draw_text"): "  of which glyph outlines (canvas._Renderer.draw_text)",
+    ("canvas.py", "draw_text"): "  of which glyph outlines (canvas draw_text)",
     ("backend_agg.py", "draw"): "drawing everything (FigureCanvasAgg.draw)",
     ("~", "<method 'encode' of 'ImagingEncoder' objects>"): "PNG encoding (Pillow zlib)",
     ("canvas.py", "text_width"): "our text measuring (canvas.text_width)",
