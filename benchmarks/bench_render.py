@@ -1,4 +1,4 @@
-"""Rendering benchmark: ``initscope.figures.render`` against the naive pyplot figure of raw
+"""Rendering benchmark: ``initscope.figures`` against the naive pyplot figure of raw
 activations.
 
 Run by hand: ``.venv/bin/python benchmarks/bench_render.py`` (``--profile`` adds a cProfile
@@ -34,7 +34,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-if importlib.util.find_spec("tests") is None:  # run as a file: tests/ (and service/) at the root
+if importlib.util.find_spec("tests") is None:  # run as a file: tests/ is at the root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if importlib.util.find_spec("initscope") is None:  # run without the editable install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 
 import matplotlib
@@ -44,7 +46,7 @@ matplotlib.use("Agg")  # the naive baseline uses pyplot; ours never does
 import matplotlib.pyplot as plt
 import numpy as np
 from initscope.engine.analysis import analyze
-from initscope.figures.render import render_analysis, render_comparison
+from initscope.figures import render_analysis, render_comparison
 from initscope.jobs import FigureOptions
 from initscope.results import Analysis, Comparison, Variant
 from numpy.typing import NDArray
@@ -104,13 +106,13 @@ def best_of(cases: dict[str, Callable[[], bytes]], repeat: int) -> dict[str, flo
 HOTSPOTS = {
     ("figure.py", "add_subplot"): "Axes construction (add_subplot)",
     ("axis.py", "_get_tick"): "tick creation (Axis._get_tick)",
-    ("render.py", "_histogram_panel"): "histogram panels (render._histogram_panel)",
-    ("render.py", "_gradient_panel"): "gradient panels (render._gradient_panel)",
+    ("panels.py", "histogram_panel"): "histogram panels (panels.histogram_panel)",
+    ("panels.py", "gradient_panel"): "gradient panels (panels.gradient_panel)",
     ("text.py", "draw"): "text drawing (Text.draw)",
-    ("render.py", "draw_text"): "  of which glyph outlines (_Renderer.draw_text)",
+    ("canvas.py", "draw_text"): "  of which glyph outlines (canvas draw_text)",
     ("backend_agg.py", "draw"): "drawing everything (FigureCanvasAgg.draw)",
     ("~", "<method 'encode' of 'ImagingEncoder' objects>"): "PNG encoding (Pillow zlib)",
-    ("render.py", "_width"): "our text measuring (render._width)",
+    ("canvas.py", "text_width"): "our text measuring (canvas.text_width)",
 }
 
 

@@ -28,7 +28,7 @@ from initscope.engine.simulation import (
     simulate,
     streams,
 )
-from initscope.figures.render import _summary
+from initscope.figures.panels import summary
 from initscope.http.api import create_app
 from initscope.jobs import AnalysisJob, BatchNorm
 from initscope.results import Analysis
@@ -331,8 +331,8 @@ def test_the_recommendation_says_batch_norm_makes_the_init_matter_little() -> No
 
 def test_labels_mention_batch_norm_and_dropout() -> None:
     results = compare("compare-batch-norm")
-    assert _summary(results["std=1 + BN"].simulation.layers).endswith(", BN")
-    assert "BN" not in _summary(results["std=1"].simulation.layers)
+    assert summary(results["std=1 + BN"].simulation.layers).endswith(", BN")
+    assert "BN" not in summary(results["std=1"].simulation.layers)
     job = tiny_job()
     labels = [spec.extras for spec in job.layers]
     assert labels == [
@@ -340,7 +340,7 @@ def test_labels_mention_batch_norm_and_dropout() -> None:
         "BN after(gamma=0.8, beta=0.1), dropout 0.3",
         "dropout 0.5",
     ]
-    assert _summary(simulate(job).layers).endswith("mixed BN/dropout")
+    assert summary(simulate(job).layers).endswith("mixed BN/dropout")
 
 
 # --- the contract ------------------------------------------------------------------------

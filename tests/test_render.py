@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import itertools
 import math
@@ -16,17 +17,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from initscope import figures
 from initscope.engine.analysis import analyze
-from initscope.figures.render import (
-    Panel,
-    _Canvas,
-    _font,
-    _style,
-    build_analysis_figure,
-    build_comparison_figure,
-    render_analysis,
-    render_comparison,
-)
+from initscope.figures import render_analysis, render_comparison
+from initscope.figures.analysis import build_analysis_figure
+from initscope.figures.canvas import Canvas, font_properties, style
+from initscope.figures.comparison import build_comparison_figure
+from initscope.figures.panels import Panel
 from initscope.jobs import FigureOptions
 from initscope.results import Analysis, Comparison, Variant
 from matplotlib.artist import Artist
@@ -222,7 +219,7 @@ def test_svg_bytes_do_not_depend_on_the_process() -> None:
     """Element ids come from a hash salted per process unless ``svg.hashsalt`` is fixed."""
     code = (
         "import hashlib, sys; from initscope.jobs import FigureOptions; "
-        "from initscope.figures.render import render_analysis; from tests.test_render import book; "
+        "from initscope.figures import render_analysis; from tests.test_render import book; "
         "svg = render_analysis(book(), FigureOptions('svg')); "
         "sys.stdout.write(hashlib.sha256(svg).hexdigest())"
     )
@@ -241,8 +238,33 @@ def test_renderers_are_picklable_top_level_functions() -> None:
         assert pickle.loads(pickle.dumps(fn)) is fn
 
 
+def test_the_package_exports_every_renderer() -> None:
+    assert sorted(figures.__all__) == [
+        "render_analysis",
+        "render_comparison",
+        "render_search",
+        "render_sweep",
+        "render_training",
+    ]
+    for name in figures.__all__:
+        fn = getattr(figures, name)
+        assert pickle.loads(pickle.dumps(fn)) is fn
+
+
+def test_figures_modules_use_each_other_through_public_names() -> None:
+    private = [
+        (path.name, node.module, alias.name)
+        for path in sorted((ROOT / "service" / "initscope" / "figures").glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("initscope")
+        for alias in node.names
+        if alias.name.startswith("_")
+    ]
+    assert private == []
+
+
 def test_render_module_never_imports_pyplot() -> None:
-    code = "import sys, initscope.figures.render; sys.exit('matplotlib.pyplot' in sys.modules)"
+    code = "import sys, initscope.figures; sys.exit('matplotlib.pyplot' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT).returncode == 0
 
 
@@ -375,13 +397,13 @@ SPECIMEN = [
 
 def specimen_pixels(canvas: type[FigureCanvasAgg], shift_px: float = 0.0) -> np.ndarray[Any, Any]:
     """The SPECIMEN drawn on ``canvas`` (500 x 150 px), ``shift_px`` to the right."""
-    with _style():
+    with style():
         fig = Figure(figsize=(5, 1.5), dpi=100)
         agg = canvas(fig)
         for i, (text, size, weight, rotation) in enumerate(SPECIMEN):
             x, y = (0.02, 0.85 - 0.2 * i) if not rotation else (0.85 + 0.07 * (i - 3), 0.1)
             color = "#8a1c1c" if i == 1 else "black"
-            font = _font(size, weight)
+            font = font_properties(size, weight)
             fig.text(
                 x + shift_px / 500, y, text, fontproperties=font, rotation=rotation, color=color
             )
@@ -396,7 +418,7 @@ def test_text_drawn_as_outlines_looks_like_matplotlibs_glyph_rendering() -> None
     reference = specimen_pixels(FigureCanvasAgg)
     inked = int((reference < 250).any(axis=-1).sum())
     for shift, expected in ((0.0, True), (0.5, False)):
-        ours = specimen_pixels(_Canvas, shift)
+        ours = specimen_pixels(Canvas, shift)
         ink = (255 - ours).sum() / (255 - reference).sum()
         far = int((np.abs(ours - reference).max(axis=-1) > 64).sum())
         assert (abs(ink - 1) < 0.02 and far < 0.05 * inked) is expected, (shift, ink, far, inked)

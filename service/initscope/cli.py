@@ -40,12 +40,18 @@ from initscope import catalogue, client, errors
 from initscope.config import Settings
 from initscope.engine.analysis import analyze
 from initscope.engine.sweep import SweepJob, SweepResult, critical_curve, run_sweep
-from initscope.figures.render import render_analysis, render_comparison, render_sweep
-from initscope.figures.render_train import render_search, render_training
+from initscope.figures import (
+    render_analysis,
+    render_comparison,
+    render_search,
+    render_sweep,
+    render_training,
+)
 from initscope.http import problems
 from initscope.http.api import create_app
 from initscope.http.problems import clean_loc
 from initscope.jobs import FigureOptions
+from initscope.labels import layer_extras, layer_span
 from initscope.results import Comparison, Variant
 from initscope.schemas import (
     ActivationInfo,
@@ -54,7 +60,6 @@ from initscope.schemas import (
     CompareRequest,
     CompareResponse,
     InitializerInfo,
-    LayerOut,
     SweepRequest,
     SweepResponse,
     to_jobs,
@@ -236,20 +241,6 @@ def _row(table: Table, *cells: str) -> None:
     table.add_row(*(Text(cell) for cell in cells))  # Text: no markup, no highlighting
 
 
-def _layers(indices: Sequence[int]) -> str:
-    if len(indices) > 2 and list(indices) == list(range(indices[0], indices[-1] + 1)):
-        return f"layers {indices[0]}-{indices[-1]}"
-    return ("layer " if len(indices) == 1 else "layers ") + ", ".join(map(str, indices))
-
-
-def _extras(layer: LayerOut) -> str:
-    """``BN``, ``drop 0.5``, both, or "": what the layer adds to its dense map."""
-    parts = [layer.batch_norm.label] if layer.batch_norm is not None else []
-    if layer.dropout > 0:
-        parts.append(f"drop {layer.dropout:g}")
-    return ", ".join(parts)
-
-
 def show_analysis(out: Console, result: AnalyzeResponse) -> None:
     numbers = ("layer", "units", "std", "saturated", "dead", "E[phi'^2]", "gradient / last")
     first = result.layers[0]
@@ -259,7 +250,7 @@ def show_analysis(out: Console, result: AnalyzeResponse) -> None:
         columns: tuple[str, ...] = numbers
     else:
         columns = ("layer", "units", "activation", "init", *numbers[2:])
-    extras = [_extras(layer) for layer in result.layers]
+    extras = [layer_extras(layer, short=True) for layer in result.layers]
     if any(extras):  # batch norm or dropout somewhere: a column says where
         columns = (*columns[:2], "adds", *columns[2:])
     table = _table("per layer", columns, right=numbers)
@@ -297,7 +288,7 @@ def show_analysis(out: Console, result: AnalyzeResponse) -> None:
     for finding in diagnosis.findings:
         out.print(
             Text.assemble(
-                (finding.code, "bold"), f" ({_layers(finding.layers)}): {finding.message}"
+                (finding.code, "bold"), f" ({layer_span(finding.layers)}): {finding.message}"
             )
         )
     out.print(Text.assemble("verdict: ", (diagnosis.verdict, "bold")))

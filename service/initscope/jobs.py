@@ -15,6 +15,7 @@ from pydantic import ConfigDict, Field
 
 from initscope.engine.activations import Activation
 from initscope.engine.initializers import BiasInit, Finite, Lsuv, Positive, WeightInit
+from initscope.labels import layer_extras
 
 _FORBID = ConfigDict(extra="forbid")
 Fraction = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
@@ -160,10 +161,7 @@ class LayerSpec:
     def extras(self) -> str:
         """``BN``, ``dropout 0.5``, ``BN, dropout 0.5`` or "": what the layer adds to a dense
         layer, for labels."""
-        parts = [self.batch_norm.label] if self.batch_norm is not None else []
-        if self.dropout > 0:
-            parts.append(f"dropout {self.dropout:g}")
-        return ", ".join(parts)
+        return layer_extras(self)
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 PRELOAD = [
     "initscope.runner",
     "initscope.engine.analysis",
-    "initscope.figures.render",
+    "initscope.figures",
     "initscope.engine.sweep",
 ]
 # Read by OpenBLAS/OpenMP/MKL when they load: each reserves memory per potential thread.

@@ -13,6 +13,7 @@ from initscope.engine import theory
 from initscope.engine.diagnosis import diagnose
 from initscope.engine.simulation import simulate
 from initscope.jobs import AnalysisJob
+from initscope.labels import layer_span
 from initscope.results import (
     Analysis,
     GradientDecay,
@@ -45,15 +46,6 @@ def _gap(measured: float | None, predicted: float) -> float | None:
     return (measured - predicted) / predicted
 
 
-def _layers(indices: list[int]) -> str:
-    """``layer 3``, ``layers 1-5`` or ``layers 1, 4``."""
-    if len(indices) == 1:
-        return f"layer {indices[0]}"
-    if indices == list(range(indices[0], indices[-1] + 1)):
-        return f"layers {indices[0]}-{indices[-1]}"
-    return "layers " + ", ".join(map(str, indices))
-
-
 def _obstacles(job: AnalysisJob, sim: Simulation) -> list[str]:
     """Why the mean-field theory does not describe this network, if it does not."""
     notes = []
@@ -66,12 +58,12 @@ def _obstacles(job: AnalysisJob, sim: Simulation) -> list[str]:
             biases.append(index)
     for scheme, where in weights.items():
         notes.append(
-            f"{_layers(where)}: {scheme} weights are not i.i.d. zero-mean Gaussian-like, which "
+            f"{layer_span(where)}: {scheme} weights are not i.i.d. zero-mean Gaussian-like, which "
             "the mean-field theory assumes"
         )
     if biases:
         notes.append(
-            f"{_layers(biases)}: a bias with nonzero mean shifts every pre-activation alike; "
+            f"{layer_span(biases)}: a bias with nonzero mean shifts every pre-activation alike; "
             "the theory assumes b ~ N(0, sigma_b^2)"
         )
     notes.extend(theory.not_modelled(job.layers))

@@ -17,6 +17,7 @@ from initscope.engine import activations as act
 from initscope.engine import initializers as init
 from initscope.engine import theory
 from initscope.jobs import AnalysisJob, Thresholds
+from initscope.labels import layer_span
 from initscope.results import (
     Diagnosis,
     Finding,
@@ -304,7 +305,7 @@ def _batch_norm_note(job: AnalysisJob) -> str:
     ]
     if not before:
         return ""
-    where = "every layer" if len(before) == len(job.layers) else f"layers {before}"
+    where = "every layer" if len(before) == len(job.layers) else layer_span(before)
     return (
         f" Batch norm before the activation in {where} gives phi inputs of mean beta and std "
         "|gamma| whatever the weights' scale, so there the init changes the forward pass little."

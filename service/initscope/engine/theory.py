@@ -53,6 +53,7 @@ from initscope.engine.activations import (
     Tanh,
 )
 from initscope.jobs import LayerSpec
+from initscope.labels import layer_span
 
 __all__ = [
     "GAUSS_HERMITE_MAX_Q",
@@ -774,25 +775,16 @@ def not_modelled(layers: Sequence[LayerSpec]) -> list[str]:
     notes = []
     if normalised:
         notes.append(
-            f"{_where(normalised)}: batch norm rescales each unit by its batch statistics, so "
+            f"{layer_span(normalised)}: batch norm rescales each unit by its batch statistics, so "
             "the pre-activation variance no longer follows sigma_w^2 and the length map; the "
             "mean-field maps here do not model it (Yang et al. 2019 do)"
         )
     if dropped:
         notes.append(
-            f"{_where(dropped)}: dropout multiplies E[h^2] by 1 / (1 - rate) and decorrelates "
+            f"{layer_span(dropped)}: dropout multiplies E[h^2] by 1 / (1 - rate) and decorrelates "
             "inputs; the mean-field maps here do not model it (Schoenholz et al. 2017 do)"
         )
     return notes
-
-
-def _where(indices: list[int]) -> str:
-    """``layer 3``, ``layers 1-5`` or ``layers 1, 4``."""
-    if len(indices) == 1:
-        return f"layer {indices[0]}"
-    if indices == list(range(indices[0], indices[-1] + 1)):
-        return f"layers {indices[0]}-{indices[-1]}"
-    return "layers " + ", ".join(map(str, indices))
 
 
 # -- argument checks ------------------------------------------------------------------------------

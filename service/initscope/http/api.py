@@ -20,8 +20,13 @@ from initscope import __version__, catalogue
 from initscope.config import Settings, get_settings
 from initscope.engine.analysis import analyze
 from initscope.engine.sweep import run_sweep
-from initscope.figures.render import render_analysis, render_comparison, render_sweep
-from initscope.figures.render_train import render_search, render_training
+from initscope.figures import (
+    render_analysis,
+    render_comparison,
+    render_search,
+    render_sweep,
+    render_training,
+)
 from initscope.http import cache, docs, logs, media, metrics, problems
 from initscope.http.media import Representation
 from initscope.jobs import FigureFormat, FigureOptions
