@@ -17,7 +17,7 @@ COPY requirements.lock ./
 RUN pip install --no-cache-dir --only-binary=:all: --require-hashes -r requirements.lock
 # Then the project itself (no dev extras). Test suites in site-packages are dead weight, and
 # pip is not needed at run time.
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY service/ service/
 RUN pip install --no-cache-dir --no-deps . \
     && find /opt/venv/lib -depth -type d -name tests -path '*site-packages/*' -exec rm -rf {} + \
