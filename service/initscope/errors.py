@@ -5,6 +5,7 @@ InitscopeError
 │   │                     cross-field rules; carries one error per offending field -> 422
 │   └── BudgetExceeded    the request would cost more compute or memory than allowed -> 422
 ├── NotAcceptable         none of the accepted media types can be produced -> 406
+├── UnsupportedMediaType  the request body is not JSON (its Content-Type says so) -> 415
 └── RunnerError           the process pool could not give the request an answer (``status``)
     ├── Overloaded        every slot and the short queue are taken -> 503 + Retry-After
     ├── ShuttingDown      the server is draining after SIGTERM -> 503 + Retry-After
@@ -42,6 +43,10 @@ class BudgetExceeded(InvalidRequest):
 
 
 class NotAcceptable(InitscopeError):
+    pass
+
+
+class UnsupportedMediaType(InitscopeError):
     pass
 
 

@@ -101,7 +101,7 @@ _FIGURE_RESPONSES: dict[int | str, dict[str, Any]] = {
             "image/svg+xml": {"schema": {"type": "string"}},
         },
     },
-    **problems.responses(400, 406, 413, 422, 503, 504, 507),
+    **problems.responses(400, 406, 413, 415, 422, 503, 504, 507),
 }
 
 
@@ -358,6 +358,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             methods=["POST"],
             response_model=model,
             responses=_FIGURE_RESPONSES,
+            dependencies=[Depends(media.json_body)],
             summary=summary,
             tags=["analysis"],
         )
