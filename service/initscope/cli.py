@@ -1,17 +1,20 @@
-"""``initscope``: serve the API, or analyse, compare and sweep from the command line.
+"""``initscope``: serve the API, or analyse, compare, sweep, train and search from the command
+line, and list the catalogue.
 
-Without ``--url`` the work runs in this process through the functions the service's workers
-run, after the same validation and limits (``INITSCOPE_*`` settings); with ``--url`` it is
-sent to a running service. On a terminal the answer is a table, and long work (compares,
-sweeps, waiting on a service) shows progress on stderr; piped, or with ``--json``, the output
-is the API's JSON.
+``initscope serve`` is the server (``initscope.http.server.serve``, as ``python -m initscope``).
+Without ``--url`` a computation runs in this process through the operation the service's
+route runs (``initscope.operations``: the same request model, validation and limits from the
+``INITSCOPE_*`` settings, the same computation and response model or figure); with ``--url``
+it is sent to a running service (``initscope.client``). On a terminal the answer is a table,
+and the work shows progress on stderr (variants, sweep rows, training runs, search trials, or
+a spinner while a service works); piped, or with ``--json``, the output is the API's JSON.
 
 Exit status: 0 healthy (or done), 1 the diagnosis has findings, 2 usage or input errors
 (printed like the API's 422: location and message per field), 3 the service failed or could
 not be reached.
 
-argparse (the standard library, as ``python -m initscope``) parses; rich draws the tables and
-progress bars and decides whether a stream is a terminal.
+argparse parses; rich draws the tables and progress bars and decides whether a stream is a
+terminal.
 """
 
 from __future__ import annotations

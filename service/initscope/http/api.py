@@ -1,5 +1,5 @@
-"""The HTTP edge: the app factory and the routes (errors become problem+json in
-``initscope.http.problems``)."""
+"""The HTTP edge: the app factory and the routes, a ``POST`` per operation of
+``initscope.operations`` (errors become problem+json in ``initscope.http.problems``)."""
 
 from __future__ import annotations
 
