@@ -10,14 +10,14 @@ RUN apt-get update \
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-# Dependencies first, in a layer that only pyproject.toml invalidates: a change to the code or
-# the README does not reinstall NumPy and SciPy.
-COPY pyproject.toml ./
-RUN python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > requirements.txt \
-    && pip install --no-cache-dir --only-binary=:all: -r requirements.txt
+# Dependencies first, in a layer that only the lock invalidates: a change to the code or the
+# README does not reinstall NumPy and SciPy. requirements.lock (`make lock`) pins every runtime
+# package and its hashes: the image holds exactly the versions CI tested.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --only-binary=:all: --require-hashes -r requirements.lock
 # Then the project itself (no dev extras). Test suites in site-packages are dead weight, and
 # pip is not needed at run time.
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY service/ service/
 RUN pip install --no-cache-dir --no-deps . \
     && find /opt/venv/lib -depth -type d -name tests -path '*site-packages/*' -exec rm -rf {} + \

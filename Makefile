@@ -1,23 +1,46 @@
-# The two commands of the README: `make run` and `make test`.
+# The two commands of the README: `make run` and `make test`. Both install from the lock files
+# (requirements.lock: runtime; requirements-dev.lock: runtime + the dev extra), which `make lock`
+# writes from pyproject.toml; the Dockerfile installs requirements.lock.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 HOST   ?= 0.0.0.0
 PORT   ?= 8000
 
-.PHONY: run test lint typecheck pytest openapi images bench clean
+.PHONY: run test lint typecheck pytest openapi images bench clean lock
+
+# uv resolves for CI's kind of machine (CPython 3.11, x86_64 Linux) whatever runs `make lock`,
+# from PyPI alone, with the hashes of every file of each pinned release (so the image's Python,
+# Debian's 3.13, installs the same releases' wheels). An existing pin is kept unless
+# `make lock UPGRADE=1` (or a changed pyproject.toml) asks for another.
+UV_VERSION := 0.13.8
+LOCK := $(BIN)/uv pip compile pyproject.toml --quiet --python-version 3.11 \
+	--python-platform x86_64-unknown-linux-gnu --generate-hashes \
+	$(if $(UPGRADE),--upgrade) --custom-compile-command 'make lock'
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/activate
-	$(BIN)/pip install --quiet -e .
+# The locked versions (hash-checked), then the project itself without resolving again.
+$(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/activate
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(VENV)/.installed-dev: requirements-dev.lock pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@ $(VENV)/.installed
+
+$(BIN)/uv: | $(BIN)/activate
+	$(BIN)/pip install --quiet uv==$(UV_VERSION)
+
+# The runtime lock is the dev lock's subset: what `make run` and the image install is what the
+# tests ran on.
+lock: | $(BIN)/uv
+	$(LOCK) --extra dev -o requirements-dev.lock
+	$(LOCK) --constraint requirements-dev.lock -o requirements.lock
 
 run: $(VENV)/.installed
 	$(BIN)/python -m initscope --host $(HOST) --port $(PORT)

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from initscope.cli import LOCAL
+from initscope.cli import compute_here
 from initscope.jobs import FigureOptions
 from rich.console import Console
 
@@ -21,9 +21,10 @@ IMAGES = ROOT / "docs" / "images"
 
 
 def render(path: Path, options: FigureOptions) -> bytes:
-    model, run = LOCAL[path.name.split("-", 1)[0]]
     quiet = Console(file=io.StringIO())  # no progress bars
-    image: bytes = run(model.model_validate(json.loads(path.read_text())), options, quiet)
+    image: bytes = compute_here(
+        path.name.split("-", 1)[0], json.loads(path.read_text()), options, quiet
+    )
     return image
 
 

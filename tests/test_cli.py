@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from initscope import cli
 from initscope.config import Settings
 from initscope.engine.sweep import run_sweep
+from initscope.operations import SWEEP, run_here
 from initscope.schemas import SweepRequest
 from rich.console import Console
 
@@ -110,13 +111,13 @@ def test_piped_compare_has_no_progress_bar(default_client: TestClient) -> None:
     assert run.json()["table"] == api["table"]
 
 
-def test_sweep_row_by_row_is_run_sweep() -> None:
+def test_a_ticking_sweep_is_run_sweep_with_a_tick_per_row() -> None:
     body = json.loads((EXAMPLES / "sweep-tanh.json").read_text())
     body.update(depth=6, width=32, samples=64)
-    job = SweepRequest.model_validate(body).job(Settings())
+    jobs = SWEEP.to_jobs(SweepRequest.model_validate(body), Settings())
     ticks: list[None] = []
-    assert cli.sweep_by_rows(job, lambda: ticks.append(None)) == run_sweep(job)
-    assert len(ticks) == len(job.y_values)
+    assert run_here(SWEEP, jobs, lambda: ticks.append(None)) == run_sweep(jobs[0][1])
+    assert len(ticks) == SWEEP.total(jobs) == len(jobs[0][1].y_values)
 
 
 def test_sweep_table(tmp_path: Path) -> None:

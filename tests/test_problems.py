@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.testclient import TestClient
 from initscope.config import Settings
 from initscope.errors import InitscopeError
 from initscope.http import problems
 from initscope.http.api import create_app
+from starlette.requests import Request
 
 LIMIT = 2000
 SMALL = {
@@ -133,6 +136,81 @@ def test_undecodable_body_is_400_saying_why(bare: TestClient) -> None:
     assert "'utf-8' codec can't decode byte 0xff" in body["detail"]
 
 
+OPERATIONS = ("/analyze", "/compare", "/sweep", "/train", "/search")
+NOT_JSON = (
+    "application/octet-stream",
+    "multipart/form-data; boundary=initscope",
+    "text/plain",
+    "text/plain; charset=utf-8",
+    "application/x-www-form-urlencoded",
+    "application/xml",
+    "",
+)
+NOT_UTF8 = bytes(range(256))[::-1]  # 0xff first: no UTF-8 decoder gets past it
+
+
+@pytest.mark.parametrize("path", OPERATIONS)
+@pytest.mark.parametrize("content_type", NOT_JSON)
+def test_a_body_that_is_not_json_is_415_naming_what_is_read(
+    bare: TestClient, path: str, content_type: str
+) -> None:
+    response = bare.post(path, content=NOT_UTF8, headers={"content-type": content_type})
+    body = _problem(response, 415)
+    assert body["type"] == problems.UNSUPPORTED_MEDIA_TYPE
+    assert "application/json" in body["detail"]
+    assert response.headers["accept-post"] == "application/json, application/*+json"
+
+
+def test_a_json_body_declared_as_something_else_is_still_415(bare: TestClient) -> None:
+    response = bare.post(
+        "/analyze", content=json.dumps(SMALL), headers={"content-type": "text/json"}
+    )
+    assert "text/json is not accepted here" in _problem(response, 415)["detail"]
+
+
+def test_a_body_without_content_type_is_415(bare: TestClient) -> None:
+    response = bare.post("/compare", content=NOT_UTF8)
+    assert "no Content-Type" in _problem(response, 415)["detail"]
+
+
+def test_no_body_and_no_content_type_is_the_422_naming_the_body(bare: TestClient) -> None:
+    (error,) = _problem(bare.post("/analyze"), 422)["errors"]
+    assert error["loc"] == ["body"]
+    assert error["type"] == "missing"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON;charset=UTF-8",
+        "application/vnd.initscope+json",
+    ],
+)
+def test_json_media_types_are_read(bare: TestClient, content_type: str) -> None:
+    """Parameters and ``+json`` suffixes are JSON: the body reaches validation (here a 422)."""
+    response = bare.post(
+        "/analyze", content=b'{"network": {}}', headers={"content-type": content_type}
+    )
+    assert _problem(response, 422)["type"] == problems.VALIDATION
+
+
+@pytest.mark.parametrize(
+    "value",
+    [NOT_UTF8, bytearray(b"\xc3("), {"k": b"\xfe", b"\xff": [object()]}, {1, 2}, object()],
+)
+def test_the_422_echoes_any_input(value: object) -> None:
+    """Whatever a validator reports as the input (raw bytes of a body that was not parsed,
+    an object FastAPI cannot encode), the 422 is written, never a 500."""
+    request = Request({"type": "http", "method": "POST", "path": "/compare", "headers": []})
+    error = {"type": "model_attributes_type", "loc": ("body",), "msg": "bad", "input": value}
+    response = asyncio.run(problems.invalid_body(request, RequestValidationError([error])))
+    assert response.status_code == 422
+    (echoed,) = json.loads(bytes(response.body))["errors"]
+    assert echoed["input"] is not None
+
+
 def test_service_limits_are_422_problems(client: TestClient) -> None:
     body = {"network": {**SMALL["network"], "width": 513}}
     problem = _problem(client.post("/analyze", json=body), 422)
@@ -225,9 +303,10 @@ def test_every_post_operation_declares_its_problems(app: FastAPI) -> None:
     schema = document["components"]["schemas"]["ProblemDetails"]
     assert set(schema["required"]) == {"type", "title", "status", "detail", "instance"}
     ref = {"$ref": "#/components/schemas/ProblemDetails"}
-    for path in ("/analyze", "/compare", "/sweep"):
+    for path in OPERATIONS:
         declared = document["paths"][path]["post"]["responses"]
-        for code in ("400", "406", "413", "422", "503", "504"):
+        for code in ("400", "406", "413", "415", "422", "503", "504"):
             assert declared[code]["content"] == {problems.MEDIA_TYPE: {"schema": ref}}, path
         assert "Retry-After" in declared["503"]["headers"]
+        assert "Accept-Post" in declared["415"]["headers"]
     assert "HTTPValidationError" not in document["components"]["schemas"]

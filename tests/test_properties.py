@@ -227,3 +227,44 @@ def test_a_truncation_many_stds_away_is_no_truncation(std: float, half_width: fl
     init = TruncatedNormal(std=std, a=-half_width, b=half_width)
     assert truncated_normal_moments(-half_width / std, half_width / std) == (0.0, 1.0)
     assert init.variance(4, 4) == std**2
+
+
+JSON_TYPES = ("application/json", "application/json; charset=utf-8", "application/problem+json")
+OTHER_TYPES = (
+    None,
+    "",
+    "application/octet-stream",
+    "multipart/form-data; boundary=initscope",
+    "text/plain",
+    "text/plain; charset=latin-1",
+    "application/x-www-form-urlencoded",
+)
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    path=st.sampled_from(["/analyze", "/compare", "/sweep", "/train", "/search"]),
+    content_type=st.sampled_from(JSON_TYPES + OTHER_TYPES),
+    content=st.binary(max_size=300) | st.text(max_size=100).map(str.encode),
+)
+def test_any_bytes_with_any_content_type_get_a_problem_never_a_500(
+    tiny: TestClient, path: str, content_type: str | None, content: bytes
+) -> None:
+    """JSON is read (400 when it is not UTF-8, 422 when it is not a valid request); any other
+    declared type, or a body with none, is 415; no body and no type is the 422 naming it."""
+    headers = {} if content_type is None else {"content-type": content_type}
+    response = tiny.post(path, content=content, headers=headers)
+    event(f"{content_type}: {response.status_code}")
+    assert response.headers["content-type"] == "application/problem+json", response.text
+    if content_type in JSON_TYPES:
+        expected = {400, 422}
+    elif content_type is None and not content:
+        expected = {422}
+    else:
+        expected = {415}
+    assert response.status_code in expected, response.text
+    assert response.json()["status"] == response.status_code

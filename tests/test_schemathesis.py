@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 import schemathesis
-from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from initscope.config import Settings
 from initscope.http.api import create_app
+from schemathesis.python.asgi import get_client, shutdown_lifespans
 
 # Small limits: a generated request is refused cheaply or runs in milliseconds.
 SETTINGS = Settings(
@@ -24,11 +26,16 @@ SETTINGS = Settings(
     compute_budget=2_000_000,
     memory_budget_bytes=20_000_000,
     max_body_bytes=65_536,
+    # the edge-of-chaos curve of some activations (softplus with a huge threshold) takes 10 s
+    # or more of theory on a busy machine, whatever the grid: not a 504 here
+    request_timeout_s=120,
 )
 app = create_app(SETTINGS)
 CONFIG = schemathesis.Config.from_dict(
     {
         "seed": 20241130,
+        # a sweep can take more than the default 10 s (above: the runner's 120 s deadline)
+        "request-timeout": 180,
         "generation": {"max-examples": 100, "database": "none"},
         "checks": {
             "enabled": True,
@@ -100,11 +107,41 @@ def map_case(context: schemathesis.HookContext, case: schemathesis.Case[Any]) ->
 
 @pytest.fixture(scope="module", autouse=True)
 def _lifespan() -> Iterator[None]:
-    """Start the pool once; schemathesis' own ASGI client then talks to the running app."""
-    with TestClient(app):
+    """Start the pool once, on the event loop schemathesis serves every ASGI request from (a
+    TestClient's loop would be another, and the runner's futures would belong to neither), and
+    stop it when the module is done."""
+    with get_client(app):  # type: ignore[arg-type]  # Starlette and schemathesis type ASGI apart
         yield
+    shutdown_lifespans()
 
 
 @schema.parametrize()
 def test_api_conforms_to_its_schema(case: schemathesis.Case[Any]) -> None:
     case.call_and_validate(additional_checks=[refused_only_by_limits])
+
+
+BODY_TYPES = (
+    None,
+    "application/octet-stream",
+    "multipart/form-data; boundary=initscope",
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "application/json; charset=utf-8",
+)
+
+
+@pytest.mark.parametrize("content_type", BODY_TYPES)
+@pytest.mark.parametrize("path", ["/analyze", "/compare", "/sweep", "/train", "/search"])
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+@given(content=st.binary(min_size=1, max_size=200))
+def test_binary_bodies_of_any_content_type_conform(
+    path: str, content_type: str | None, content: bytes
+) -> None:
+    """Bytes under every content type get a declared status and a declared problem+json body:
+    415 for a type that is not JSON, 400 or 422 for JSON that is not a valid request."""
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    case = schema[path]["POST"].Case(headers=headers)
+    response = case.call(data=content)
+    case.validate_response(response, additional_checks=[refused_only_by_limits])
+    is_json = content_type is not None and content_type.startswith("application/json")
+    assert response.status_code in ((400, 422) if is_json else (415,)), response.text

@@ -1,8 +1,9 @@
-"""SIGTERM to a real ``python -m initscope`` while a request runs: it is answered, the process
-exits 0, and the whole shutdown is bounded by ``shutdown_timeout_s``."""
+"""SIGTERM to a real ``python -m initscope`` or ``initscope serve`` while a request runs: it is
+answered, the process exits 0, and the whole shutdown is bounded by ``shutdown_timeout_s``."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,9 +11,11 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
+import pytest
 
 from tests.test_runner import BIG, BOOK
 
@@ -33,7 +36,15 @@ def _poll(check: Any, seconds: float) -> bool:
     return False
 
 
-def test_sigterm_drains_and_exits_zero() -> None:
+# The two commands are one server (initscope.http.server.serve).
+COMMANDS = {
+    "python -m initscope": [sys.executable, "-m", "initscope"],
+    "initscope serve": [str(Path(sys.executable).with_name("initscope")), "serve"],
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_sigterm_drains_and_exits_zero(command: str) -> None:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
@@ -45,9 +56,9 @@ def test_sigterm_drains_and_exits_zero() -> None:
         "INITSCOPE_SHUTDOWN_TIMEOUT_S": "1",
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "initscope", "--host", "127.0.0.1", "--port", str(port)],
+        [*COMMANDS[command], "--host", "127.0.0.1", "--port", str(port)],
         env=env,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,  # the JSON log; a few lines, well within a pipe's buffer
         stderr=subprocess.PIPE,
     )
     try:
@@ -83,8 +94,11 @@ def test_sigterm_drains_and_exits_zero() -> None:
             server.kill()
             server.wait()
         assert server.stderr is not None
+        assert server.stdout is not None
         stderr = server.stderr.read().decode()
+        stdout = server.stdout.read().decode()
         server.stderr.close()
+        server.stdout.close()
 
     assert exit_code == 0, stderr
     assert elapsed < 1 + 5  # shutdown_timeout_s and a generous margin for a busy machine
@@ -92,3 +106,6 @@ def test_sigterm_drains_and_exits_zero() -> None:
     assert response.status_code == 503, response.text
     assert response.headers["retry-after"] == "1"
     assert "shutting down" in response.json()["detail"]
+    # the same logging either way: one JSON object a line, the access line for each request
+    records = [json.loads(line) for line in stdout.splitlines()]
+    assert {"initscope.access", "uvicorn.error"} <= {r["logger"] for r in records}

@@ -1,62 +1,15 @@
-"""``python -m initscope``: serve the app with uvicorn.
-
-On SIGTERM or SIGINT the runner starts draining at once (``/readyz`` 503, new work 503
-``ShuttingDown``) while uvicorn stops accepting connections and waits for the requests in
-flight; what still runs ``shutdown_timeout_s`` later is killed and answered 503. Then the
-lifespan stops the workers and the process exits 0.
-"""
+"""``python -m initscope [--host H] [--port P] [--workers N]``: the same as ``initscope serve``
+(:func:`initscope.http.server.serve`), the container's command."""
 
 from __future__ import annotations
 
-import argparse
-import signal
 import sys
-from types import FrameType
 
-import uvicorn
-from fastapi import FastAPI
-
-from initscope.config import Settings
-from initscope.http import logs
-from initscope.http.api import create_app
-from initscope.runner import Runner
-
-
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
-        super().__init__(config)
-        self._app = app
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        runner: Runner | None = getattr(self._app.state, "runner", None)
-        if runner is not None:
-            runner.begin_drain()
-        super().handle_exit(sig, frame)
-
-
-def _exit_cleanly(sig: int, frame: FrameType | None) -> None:
-    sys.exit(0)
+from initscope import cli
 
 
 def main(argv: list[str] | None = None) -> None:
-    defaults = Settings()
-    parser = argparse.ArgumentParser(prog="python -m initscope", description=__doc__)
-    parser.add_argument("--host", default=defaults.host)
-    parser.add_argument("--port", type=int, default=defaults.port)
-    args = parser.parse_args(argv)
-    app = create_app(defaults)
-    config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=args.port,
-        timeout_graceful_shutdown=int(defaults.shutdown_timeout_s) + 2,  # a backstop
-        log_config=logs.log_config(defaults.log_level, defaults.log_json),
-        access_log=False,  # initscope.http.logs writes one JSON line per request instead
-    )
-    # uvicorn re-raises the signal it caught once it has shut down gracefully; with the
-    # default action that would end a clean drain with status 143 instead of 0.
-    signal.signal(signal.SIGTERM, _exit_cleanly)
-    _Server(config, app).run()
+    sys.exit(cli.run(["serve", *(sys.argv[1:] if argv is None else argv)]))
 
 
 if __name__ == "__main__":

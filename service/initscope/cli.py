@@ -1,34 +1,34 @@
-"""``initscope``: serve the API, or analyse, compare and sweep from the command line.
+"""``initscope``: serve the API, or analyse, compare, sweep, train and search from the command
+line, and list the catalogue.
 
-Without ``--url`` the work runs in this process through the functions the service's workers
-run, after the same validation and limits (``INITSCOPE_*`` settings); with ``--url`` it is
-sent to a running service. On a terminal the answer is a table, and long work (compares,
-sweeps, waiting on a service) shows progress on stderr; piped, or with ``--json``, the output
-is the API's JSON.
+``initscope serve`` is the server (``initscope.http.server.serve``, as ``python -m initscope``).
+Without ``--url`` a computation runs in this process through the operation the service's
+route runs (``initscope.operations``: the same request model, validation and limits from the
+``INITSCOPE_*`` settings, the same computation and response model or figure); with ``--url``
+it is sent to a running service (``initscope.client``). On a terminal the answer is a table,
+and the work shows progress on stderr (variants, sweep rows, training runs, search trials, or
+a spinner while a service works); piped, or with ``--json``, the output is the API's JSON.
 
 Exit status: 0 healthy (or done), 1 the diagnosis has findings, 2 usage or input errors
 (printed like the API's 422: location and message per field), 3 the service failed or could
 not be reached.
 
-argparse (the standard library, as ``python -m initscope``) parses; rich draws the tables and
-progress bars and decides whether a stream is a terminal.
+argparse parses; rich draws the tables and progress bars and decides whether a stream is a
+terminal.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 import httpx2 as httpx
-import numpy as np
-import uvicorn
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
@@ -38,40 +38,21 @@ from threadpoolctl import threadpool_limits
 
 from initscope import catalogue, client, errors
 from initscope.config import Settings
-from initscope.engine.analysis import analyze
-from initscope.engine.sweep import SweepJob, SweepResult, critical_curve, run_sweep
-from initscope.figures import (
-    render_analysis,
-    render_comparison,
-    render_search,
-    render_sweep,
-    render_training,
-)
-from initscope.http import problems
-from initscope.http.api import create_app
+from initscope.http import problems, server
 from initscope.http.problems import clean_loc
 from initscope.jobs import FigureOptions
 from initscope.labels import layer_extras, layer_span
-from initscope.results import Comparison, Variant
+from initscope.operations import OPERATIONS, Tick, run_here
 from initscope.schemas import (
     ActivationInfo,
-    AnalyzeRequest,
     AnalyzeResponse,
-    CompareRequest,
     CompareResponse,
     InitializerInfo,
-    SweepRequest,
     SweepResponse,
-    to_jobs,
 )
-from initscope.train_schemas import SearchRequest, SearchResponse, TrainRequest, TrainResponse
-from initscope.training.loop import TrainComparison, TrainVariant, train
-from initscope.training.search import run_search
+from initscope.train_schemas import SearchResponse, TrainResponse
 
 OK, FINDINGS, INPUT_ERROR, SERVICE_ERROR = 0, 1, 2, 3
-
-Request = TypeVar("Request", bound=BaseModel)
-Tick = Callable[[], None]
 
 
 class InputError(Exception):
@@ -105,76 +86,15 @@ def progress(err: Console, what: str, total: int | None) -> Iterator[Tick]:
         yield lambda: bar.advance(task)
 
 
-def sweep_by_rows(job: SweepJob, tick: Tick) -> SweepResult:
-    """:func:`initscope.engine.sweep.run_sweep` one row of the grid at a time (cells are independent
-    and each is seeded by the job), ticking after each: the same result, with progress."""
-    rows = []
-    for y in job.y_values:
-        rows.append(run_sweep(dataclasses.replace(job, y_values=(y,))))
-        tick()
-    with np.errstate(all="ignore"):
-        curve, note = critical_curve(job)
-    simulation = (
-        None if job.source == "theory" else tuple(r.simulation[0] for r in rows if r.simulation)
-    )
-    theory = None if job.source == "simulation" else tuple(r.theory[0] for r in rows if r.theory)
-    return SweepResult(job, simulation, theory, curve, note)
-
-
-def _local_analyze(body: AnalyzeRequest, figure: FigureOptions | None, err: Console) -> Any:
-    result = analyze(body.job(Settings()))
-    return (
-        AnalyzeResponse.from_result(result) if figure is None else render_analysis(result, figure)
-    )
-
-
-def _local_compare(body: CompareRequest, figure: FigureOptions | None, err: Console) -> Any:
-    jobs = to_jobs(body, Settings())
-    variants = []
-    with progress(err, "analysing variants", len(jobs)) as tick:
-        for name, job in jobs:
-            variants.append(Variant(name, analyze(job)))
-            tick()
-    comparison = Comparison(tuple(variants))
-    if figure is None:
-        return CompareResponse.from_result(comparison)
-    return render_comparison(comparison, figure)
-
-
-def _local_sweep(body: SweepRequest, figure: FigureOptions | None, err: Console) -> Any:
-    job = body.job(Settings())
-    with progress(err, "sweeping rows", len(job.y_values)) as tick:
-        result = sweep_by_rows(job, tick)
-    return SweepResponse.from_result(result) if figure is None else render_sweep(result, figure)
-
-
-def _local_train(body: TrainRequest, figure: FigureOptions | None, err: Console) -> Any:
-    jobs = body.jobs(Settings())
-    runs = []
-    with progress(err, "training", len(jobs)) as tick:
-        for name, job in jobs:
-            runs.append(TrainVariant(name, train(job)))
-            tick()
-    comparison = TrainComparison(tuple(runs))
-    if figure is None:
-        return TrainResponse.from_result(comparison)
-    return render_training(comparison, figure)
-
-
-def _local_search(body: SearchRequest, figure: FigureOptions | None, err: Console) -> Any:
-    job = body.job(Settings())
-    with progress(err, "trials", job.trials) as tick:
-        result = run_search(job, tick)
-    return SearchResponse.from_result(result) if figure is None else render_search(result, figure)
-
-
-LOCAL: dict[str, tuple[type[BaseModel], Callable[[Any, FigureOptions | None, Console], Any]]] = {
-    "analyze": (AnalyzeRequest, _local_analyze),
-    "compare": (CompareRequest, _local_compare),
-    "sweep": (SweepRequest, _local_sweep),
-    "train": (TrainRequest, _local_train),
-    "search": (SearchRequest, _local_search),
-}
+def compute_here(kind: str, body: Any, figure: FigureOptions | None, err: Console) -> Any:
+    """``POST /{kind}`` in this process: the operation's request model, jobs, computation
+    (with a progress bar on a terminal) and the response model, or the figure's bytes."""
+    operation = OPERATIONS[kind]
+    request = operation.request.model_validate(body)
+    jobs = operation.to_jobs(request, Settings())
+    with progress(err, operation.progress, operation.total(jobs)) as tick:
+        result = run_here(operation, jobs, tick)
+    return operation.to_json(result) if figure is None else operation.render(result, figure)
 
 
 def read_spec(spec: str, stdin: IO[str] | None = None) -> Any:
@@ -466,14 +386,12 @@ def compute(
     if args.format == "json" and any(v is not None for v in sizing.values()):
         raise InputError("--width, --height and --dpi size a figure: give --format png or svg")
     if args.url is None:
-        model, run_locally = LOCAL[kind]
-        request = model.model_validate(body)
         figure = None
         if args.format != "json":
             figure = FigureOptions(args.format, args.width, args.height, args.dpi or 100)
         # a worker's BLAS threads: float32 products round differently with another count
         with threadpool_limits(limits=Settings().threads_per_worker):
-            answer = run_locally(request, figure, streams.err)
+            answer = compute_here(kind, body, figure, streams.err)
     else:
         with (
             _client(args, transport) as service,
@@ -509,7 +427,7 @@ def serve(args: argparse.Namespace) -> int:
         settings = Settings(**overrides)
     except ValidationError as exc:  # an INITSCOPE_* variable that is not valid
         raise InputError(f"invalid settings: {exc}") from exc
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+    server.serve(settings)
     return OK
 
 
@@ -531,7 +449,11 @@ def parser() -> argparse.ArgumentParser:
     )
     commands = main_parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serving = commands.add_parser("serve", help="serve the HTTP API (uvicorn)")
+    serving = commands.add_parser(
+        "serve",
+        help="serve the HTTP API (uvicorn; drains on SIGTERM); also python -m initscope",
+        description="Serve the HTTP API until SIGTERM or SIGINT, then drain and exit 0.",
+    )
     serving.add_argument("--host", help="interface to listen on (default: INITSCOPE_HOST, 0.0.0.0)")
     serving.add_argument("--port", type=_positive, help="port (default: INITSCOPE_PORT, 8000)")
     serving.add_argument(

@@ -1,20 +1,26 @@
 """A typed client for the initscope service, on httpx2 (the maintained fork of httpx).
 
-Requests are the service's own models (:class:`~initscope.schemas.AnalyzeRequest`,
-:class:`~initscope.schemas.CompareRequest`, :class:`~initscope.schemas.SweepRequest`) or plain
-dicts of the same shape; answers are the response models, or bytes for a figure::
+:class:`Client` blocks; :class:`AsyncClient` is the same for asyncio. Their methods are the
+operations (``analyze``, ``compare``, ``sweep``, ``train``, ``search``), the catalogue
+(``initializers``, ``activations``) and ``health`` (``GET /readyz``). Requests are the service's
+own models (``AnalyzeRequest``, ``CompareRequest``, ``SweepRequest`` of
+:mod:`initscope.schemas`; ``TrainRequest``, ``SearchRequest`` of :mod:`initscope.train_schemas`)
+or plain dicts of the same shape, sent as ``application/json``; answers are the response
+models, or bytes for a figure (``format="png"`` or ``"svg"``)::
 
     from initscope.client import Client
 
+    request = {"network": {"input_dim": 100, "depth": 5, "width": 100,
+                           "activation": "relu", "init": "he_normal"}}
     with Client("http://localhost:8000") as initscope:
-        result = initscope.analyze({"network": {"input_dim": 100, "depth": 5, "width": 100,
-                                                "activation": "relu", "init": "he_normal"}})
+        result = initscope.analyze(request)
         print(result.diagnosis.verdict)
         png = initscope.analyze(request, format="png")
 
-A 503 carrying ``Retry-After`` (the service is overloaded or restarting) is retried up to
-``retries`` times, waiting the larger of ``Retry-After`` and an exponential backoff, capped
-at ``max_delay`` seconds. Every failure is one of these exceptions:
+A 503 carrying ``Retry-After`` (the service is overloaded or shutting down) is retried up to
+``retries`` times, waiting the larger of ``Retry-After`` and an exponential backoff, plus up
+to ``jitter`` of it, capped at ``max_delay`` seconds (:class:`RetryPolicy`); a 503 without it
+(the worker died) is not. Every failure is one of these exceptions:
 
 ClientError
 ├── TransportError        no HTTP answer: connection refused or reset, bad URL, protocol error
@@ -25,6 +31,8 @@ ClientError
     ├── NotAcceptable     406: the service cannot produce the asked-for format
     ├── Unavailable       503: overloaded, shutting down, or its worker died; retry_after
     └── DeadlineExceeded  504: the computation ran out of time
+
+Any other error status (400, 404, 413, 415, 507, 500, ...) is a :class:`ProblemError` itself.
 
 Error bodies are read as ``application/problem+json`` when the service says so, and in the
 older FastAPI shape (``{"detail": "..."}`` or ``{"detail": [{loc, msg, type}, ...]}``)

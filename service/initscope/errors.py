@@ -1,11 +1,16 @@
-"""Domain errors, turned into HTTP responses only at the edge (``initscope.http.api``).
+"""Domain errors, raised by the request models, the runner and content negotiation, and turned
+into problem+json responses only at the edge (``initscope.http.problems``); the command line
+prints an ``InvalidRequest`` as the 422 would read (``initscope.cli``). The HTTP status each
+becomes is on the right.
 
 InitscopeError
 ├── InvalidRequest        a request that passed the schema but not the service's limits or
 │   │                     cross-field rules; carries one error per offending field -> 422
 │   └── BudgetExceeded    the request would cost more compute or memory than allowed -> 422
 ├── NotAcceptable         none of the accepted media types can be produced -> 406
-└── RunnerError           the process pool could not give the request an answer (``status``)
+├── UnsupportedMediaType  a request body declared as another media type, or not at all -> 415
+└── RunnerError           the process pool could not give the request an answer; each
+    │                     declares its ``status``, ``title`` and maybe ``retry_after``
     ├── Overloaded        every slot and the short queue are taken -> 503 + Retry-After
     ├── ShuttingDown      the server is draining after SIGTERM -> 503 + Retry-After
     ├── WorkerLost        the worker running this request died -> 503
@@ -42,6 +47,10 @@ class BudgetExceeded(InvalidRequest):
 
 
 class NotAcceptable(InitscopeError):
+    pass
+
+
+class UnsupportedMediaType(InitscopeError):
     pass
 
 

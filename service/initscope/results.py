@@ -1,4 +1,8 @@
-"""Frozen results: what the worker returns, read by the JSON layer and (later) the renderer."""
+"""Frozen results of an analysis: what the pool's worker returns for ``/analyze`` (an
+:class:`Analysis`) and, one per variant, for ``/compare`` (combined into a :class:`Comparison`;
+see ``initscope.operations``). The response models (``initscope.schemas``) and the figures
+(``initscope.figures``) read them. A sweep's, a training run's and a search's results
+are defined beside their computations (``initscope.engine.sweep``, ``initscope.training``)."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ hyperparameters, applied to initialisation).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -179,18 +180,20 @@ def critical_curve(job: SweepJob) -> tuple[tuple[tuple[float, float], ...] | Non
     return tuple(points), "chi_1(q*) = 1 (Schoenholz et al. 2017)"
 
 
-def run_sweep(job: SweepJob) -> SweepResult:
-    """Top-level and picklable: what the process pool runs for /sweep."""
+def run_sweep(job: SweepJob, tick: Callable[[], object] | None = None) -> SweepResult:
+    """Top-level and picklable: what the process pool runs for /sweep; ``tick`` is called
+    after each row of the grid (the command line's progress bar)."""
+    sim_rows: list[tuple[Value, ...]] = []
+    pred_rows: list[tuple[Value, ...]] = []
     with np.errstate(all="ignore"):
-        sim = (
-            None
-            if job.source == "theory"
-            else tuple(tuple(simulated(job, c) for c in row) for row in job.cells())
-        )
-        pred = (
-            None
-            if job.source == "simulation"
-            else tuple(tuple(predicted(job, c) for c in row) for row in job.cells())
-        )
+        for row in job.cells():
+            if job.source != "theory":
+                sim_rows.append(tuple(simulated(job, c) for c in row))
+            if job.source != "simulation":
+                pred_rows.append(tuple(predicted(job, c) for c in row))
+            if tick is not None:
+                tick()
         curve, note = critical_curve(job)
+    sim = None if job.source == "theory" else tuple(sim_rows)
+    pred = None if job.source == "simulation" else tuple(pred_rows)
     return SweepResult(job, sim, pred, curve, note)

@@ -1,5 +1,5 @@
-"""The HTTP edge: the app factory and the routes (errors become problem+json in
-``initscope.http.problems``)."""
+"""The HTTP edge: the app factory and the routes, a ``POST`` per operation of
+``initscope.operations`` (errors become problem+json in ``initscope.http.problems``)."""
 
 from __future__ import annotations
 
@@ -18,34 +18,12 @@ from pydantic import BaseModel
 
 from initscope import __version__, catalogue
 from initscope.config import Settings, get_settings
-from initscope.engine.analysis import analyze
-from initscope.engine.sweep import run_sweep
-from initscope.figures import (
-    render_analysis,
-    render_comparison,
-    render_search,
-    render_sweep,
-    render_training,
-)
 from initscope.http import cache, docs, logs, media, metrics, problems
 from initscope.http.media import Representation
 from initscope.jobs import FigureFormat, FigureOptions
-from initscope.results import Comparison, Variant
+from initscope.operations import OPERATIONS, Operation
 from initscope.runner import Runner
-from initscope.schemas import (
-    ActivationInfo,
-    AnalyzeRequest,
-    AnalyzeResponse,
-    CompareRequest,
-    CompareResponse,
-    InitializerInfo,
-    SweepRequest,
-    SweepResponse,
-    to_jobs,
-)
-from initscope.train_schemas import SearchRequest, SearchResponse, TrainRequest, TrainResponse
-from initscope.training.loop import TrainComparison, TrainVariant, train
-from initscope.training.search import run_search
+from initscope.schemas import ActivationInfo, InitializerInfo
 
 DESCRIPTION = """
 Simulate a dense network's forward and backward pass at initialisation and see, before any
@@ -106,7 +84,7 @@ _FIGURE_RESPONSES: dict[int | str, dict[str, Any]] = {
             "image/svg+xml": {"schema": {"type": "string"}},
         },
     },
-    **problems.responses(400, 406, 413, 422, 503, 504, 507),
+    **problems.responses(400, 406, 413, 415, 422, 503, 504, 507),
 }
 
 
@@ -138,11 +116,6 @@ async def _representation(
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RunnerDep = Annotated[Runner, Depends(_runner)]
 RepresentationDep = Annotated[tuple[Representation, FigureOptions], Depends(_representation)]
-AnalyzeBody = Annotated[AnalyzeRequest, Body(openapi_examples=request_examples("analyze"))]
-CompareBody = Annotated[CompareRequest, Body(openapi_examples=request_examples("compare"))]
-SweepBody = Annotated[SweepRequest, Body(openapi_examples=request_examples("sweep"))]
-TrainBody = Annotated[TrainRequest, Body(openapi_examples=request_examples("train"))]
-SearchBody = Annotated[SearchRequest, Body(openapi_examples=request_examples("search"))]
 
 
 def _image(content: bytes, representation: Representation) -> Response:
@@ -191,111 +164,51 @@ async def _each(
     return [(name, result) for (name, _), result in zip(jobs, results, strict=True)]
 
 
-async def analyze_route(
-    request: Request,
-    body: AnalyzeBody,
-    settings: SettingsDep,
-    runner: RunnerDep,
-    wanted: RepresentationDep,
-) -> Response:
-    """Simulate the network on the requested input and return per-layer statistics, gradient
-    decay and a diagnosis — as JSON, or drawn as PNG or SVG."""
-    job = body.job(settings)
-    return await _answer(
-        request,
-        body,
-        wanted,
-        runner,
-        lambda: runner.run(analyze, job),
-        AnalyzeResponse.from_result,
-        render_analysis,
-    )
+# What Swagger UI says under each operation's summary.
+DESCRIPTIONS = {
+    "analyze": "Simulate the network on the requested input and return per-layer statistics, "
+    "gradient decay and a diagnosis — as JSON, or drawn as PNG or SVG.",
+    "compare": "Analyse 2 to 8 variants of a network on the same input and upstream gradient: "
+    "every analysis and a comparison table, or one figure with a row per variant.",
+    "sweep": "A grid over two of sigma_w^2 (or the weight std), sigma_b^2, depth and width for "
+    "one activation: a metric per cell from simulation, mean-field theory or both, and the "
+    "theoretical edge of chaos — as JSON or a heatmap.",
+    "train": "Train the network (or 2 to 8 variants on the same data, batches and seed) on a "
+    "task: per-epoch loss and accuracy, per-layer gradient RMS, and whether the step-0 "
+    "diagnosis held — as JSON, or loss and accuracy curves as PNG or SVG.",
+    "search": "Random search over two hyperparameters (uniform or log-uniform): every trial "
+    "trained from the same weights on the same batches, ranked by validation accuracy — as "
+    "JSON or a scatter plot.",
+}
 
 
-async def compare_route(
-    request: Request,
-    body: CompareBody,
-    settings: SettingsDep,
-    runner: RunnerDep,
-    wanted: RepresentationDep,
-) -> Response:
-    """Analyse 2 to 8 variants of a network on the same input and upstream gradient: every
-    analysis and a comparison table, or one figure with a row per variant."""
-    jobs = to_jobs(body, settings)
+def operation_route(operation: Operation[Any, Any, Any, Any]) -> Callable[..., Awaitable[Response]]:
+    """``POST /{operation.name}``: the operation's jobs concurrently in the pool, combined,
+    answered by :func:`_answer` (the body is the operation's request model)."""
 
-    async def compare() -> Comparison:
-        runs = await _each(runner, analyze, jobs)
-        return Comparison(tuple(Variant(*run) for run in runs))
+    async def route(
+        request: Request,
+        body: BaseModel,
+        settings: SettingsDep,
+        runner: RunnerDep,
+        wanted: RepresentationDep,
+    ) -> Response:
+        jobs = operation.to_jobs(body, settings)
 
-    return await _answer(
-        request, body, wanted, runner, compare, CompareResponse.from_result, render_comparison
-    )
+        async def compute() -> Any:
+            return operation.combine(await _each(runner, operation.compute, jobs))
 
-
-async def sweep_route(
-    request: Request,
-    body: SweepBody,
-    settings: SettingsDep,
-    runner: RunnerDep,
-    wanted: RepresentationDep,
-) -> Response:
-    """A grid over two of sigma_w^2 (or the weight std), sigma_b^2, depth and width for one
-    activation: a metric per cell from simulation, mean-field theory or both, and the
-    theoretical edge of chaos — as JSON or a heatmap."""
-    job = body.job(settings)
-    return await _answer(
-        request,
-        body,
-        wanted,
-        runner,
-        lambda: runner.run(run_sweep, job),
-        SweepResponse.from_result,
-        render_sweep,
-    )
-
-
-async def train_route(
-    request: Request,
-    body: TrainBody,
-    settings: SettingsDep,
-    runner: RunnerDep,
-    wanted: RepresentationDep,
-) -> Response:
-    """Train the network (or 2 to 8 variants on the same data, batches and seed) on a task:
-    per-epoch loss and accuracy, per-layer gradient RMS, and whether the step-0 diagnosis
-    held — as JSON, or loss and accuracy curves as PNG or SVG."""
-    jobs = body.jobs(settings)
-
-    async def fit() -> TrainComparison:
-        return TrainComparison(
-            tuple(TrainVariant(*run) for run in await _each(runner, train, jobs))
+        return await _answer(
+            request, body, wanted, runner, compute, operation.to_json, operation.render
         )
 
-    return await _answer(
-        request, body, wanted, runner, fit, TrainResponse.from_result, render_training
-    )
-
-
-async def search_route(
-    request: Request,
-    body: SearchBody,
-    settings: SettingsDep,
-    runner: RunnerDep,
-    wanted: RepresentationDep,
-) -> Response:
-    """Random search over two hyperparameters (uniform or log-uniform): every trial trained
-    from the same weights on the same batches, ranked by validation accuracy — as JSON or a
-    scatter plot."""
-    job = body.job(settings)
-    return await _answer(
-        request,
-        body,
-        wanted,
-        runner,
-        lambda: runner.run(run_search, job),
-        SearchResponse.from_result,
-        render_search,
-    )
+    # FastAPI reads the body's model and examples from the annotation; the name makes the
+    # operationId (analyze_route_analyze_post, ...).
+    route.__annotations__["body"] = Annotated[
+        operation.request, Body(openapi_examples=request_examples(operation.name))
+    ]
+    route.__name__ = route.__qualname__ = f"{operation.name}_route"
+    return route
 
 
 async def list_activations() -> tuple[ActivationInfo, ...]:
@@ -350,20 +263,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.runner = None
     cache.install(app, settings)
-    for path, endpoint, model, summary in (
-        ("/analyze", analyze_route, AnalyzeResponse, "Analyse a network's initialisation"),
-        ("/compare", compare_route, CompareResponse, "Compare initialisations side by side"),
-        ("/sweep", sweep_route, SweepResponse, "Phase diagram over two hyperparameters"),
-        ("/train", train_route, TrainResponse, "Train and check the diagnosis"),
-        ("/search", search_route, SearchResponse, "Random hyperparameter search"),
-    ):
+    for operation in OPERATIONS.values():
         app.add_api_route(
-            path,
-            endpoint,
+            f"/{operation.name}",
+            operation_route(operation),
             methods=["POST"],
-            response_model=model,
+            response_model=operation.response,
             responses=_FIGURE_RESPONSES,
-            summary=summary,
+            dependencies=[Depends(media.json_body)],
+            summary=operation.summary,
+            description=DESCRIPTIONS[operation.name],
             tags=["analysis"],
         )
     app.add_api_route(

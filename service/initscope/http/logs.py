@@ -5,8 +5,9 @@
 response, is ``request.state.request_id`` for handlers, and is added to every log record
 emitted while the request is handled.
 
-Serving: ``uvicorn.run(app, log_config=logs.log_config(level), access_log=False)`` -- the access
-line written here replaces uvicorn's; elsewhere ``logs.configure(level)``.
+Serving (:func:`initscope.http.server.serve`): uvicorn gets ``log_config(level, json)`` and
+``access_log=False`` -- the access line written here replaces uvicorn's; elsewhere
+``logs.configure(level)``.
 """
 
 from __future__ import annotations

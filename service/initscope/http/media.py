@@ -1,10 +1,14 @@
-"""Content negotiation: which representation of a result a request asks for."""
+"""Content negotiation: which representation of a result a request asks for, and whether a
+request body is JSON."""
 
 from __future__ import annotations
 
+import email.message
 from typing import Literal
 
-from initscope.errors import NotAcceptable
+from fastapi import Request
+
+from initscope.errors import NotAcceptable, UnsupportedMediaType
 
 Representation = Literal["json", "png", "svg"]
 
@@ -53,3 +57,33 @@ def choose(accept: str | None, override: Representation | None) -> Representatio
         f"cannot produce any of {accept!r}; available: {', '.join(MEDIA_TYPES.values())} "
         "(or use ?format=json|png|svg)"
     )
+
+
+# What a JSON operation reads: FastAPI parses exactly these as JSON (a charset parameter is
+# allowed and ignored: JSON is UTF-8).
+JSON_BODY_TYPES = ("application/json", "application/*+json")
+
+
+def is_json(content_type: str) -> bool:
+    """Whether a Content-Type header names JSON, parsed the way FastAPI parses it."""
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
+async def json_body(request: Request) -> None:
+    """A dependency of every JSON operation: a body that is not declared as JSON is refused
+    with 415 before it is validated (FastAPI would hand its raw bytes to the model). Without
+    a Content-Type, an empty body is left to the 422 that names the missing body."""
+    content_type = request.headers.get("content-type")
+    allowed = " or ".join(JSON_BODY_TYPES)
+    if content_type is None:
+        if await request.body():
+            raise UnsupportedMediaType(f"the body has no Content-Type; send {allowed}")
+        return
+    if not is_json(content_type):
+        declared = content_type.split(";", 1)[0].strip() or repr(content_type)
+        raise UnsupportedMediaType(f"{declared} is not accepted here; send {allowed}")

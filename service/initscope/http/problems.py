@@ -6,6 +6,8 @@
   ``errors`` member holds one entry per offending field (``loc``, ``msg``, ``type``, ``input``,
   ``ctx``), whether the schema or a service limit refused it.
 - ``https://initscope.dev/problems/not-acceptable`` (406): no accepted media type can be made.
+- ``https://initscope.dev/problems/unsupported-media-type`` (415): the body of a JSON operation
+  is declared as something else (or not declared); ``Accept-Post`` lists what is read.
 - ``https://initscope.dev/problems/content-too-large`` (413): the body is over ``max_body_bytes``.
 - ``https://initscope.dev/problems/<kebab-case class name>``: a domain error of
   :mod:`initscope.errors` that declares its own ``status`` and ``title`` (``overloaded``,
@@ -35,13 +37,14 @@ from starlette.datastructures import URL, Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from initscope.errors import InitscopeError, InvalidRequest, NotAcceptable
-from initscope.http import logs
+from initscope.errors import InitscopeError, InvalidRequest, NotAcceptable, UnsupportedMediaType
+from initscope.http import logs, media
 
 MEDIA_TYPE = "application/problem+json"
 TYPES = "https://initscope.dev/problems/"
 VALIDATION = TYPES + "validation"
 NOT_ACCEPTABLE = TYPES + "not-acceptable"
+UNSUPPORTED_MEDIA_TYPE = TYPES + "unsupported-media-type"
 CONTENT_TOO_LARGE = TYPES + "content-too-large"
 INTERNAL = TYPES + "internal"
 
@@ -124,6 +127,20 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _echo(value: Any) -> Any:
+    """An offending input as JSON can hold it, whatever it is: bytes (a body that was not
+    parsed) as text with undecodable bytes escaped, anything unknown as its ``str``."""
+    if value is None or isinstance(value, str | int | float):  # bool is an int
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {str(_echo(k)): _echo(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_echo(v) for v in value]
+    return str(value)
+
+
 def _unprocessable(scope: Scope, errors: Iterable[Mapping[str, Any]]) -> JSONResponse:
     items = []
     for error in errors:
@@ -131,7 +148,7 @@ def _unprocessable(scope: Scope, errors: Iterable[Mapping[str, Any]]) -> JSONRes
             "type": error["type"],
             "loc": list(error["loc"]),
             "msg": error["msg"],
-            "input": error.get("input"),
+            "input": _echo(error.get("input")),
         }
         if ctx := error.get("ctx"):
             item["ctx"] = {
@@ -180,6 +197,17 @@ async def not_acceptable(request: Request, exc: Exception) -> JSONResponse:
         type_=NOT_ACCEPTABLE,
         title="Not acceptable",
         headers={"Vary": "Accept"},
+    )
+
+
+async def unsupported_media_type(request: Request, exc: Exception) -> JSONResponse:
+    return problem(
+        request.scope,
+        status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+        str(exc),
+        type_=UNSUPPORTED_MEDIA_TYPE,
+        title="Unsupported media type",
+        headers={"Accept-Post": ", ".join(media.JSON_BODY_TYPES)},
     )
 
 
@@ -304,6 +332,8 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         status.HTTP_400_BAD_REQUEST: "The body could not be read, e.g. it is not UTF-8.",
         status.HTTP_406_NOT_ACCEPTABLE: "None of the accepted media types can be produced.",
         status.HTTP_413_CONTENT_TOO_LARGE: "The request body is over the size limit.",
+        status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: "The body is not declared as JSON: send "
+        "`Content-Type: application/json` (or `application/*+json`).",
         status.HTTP_422_UNPROCESSABLE_CONTENT: "The request is invalid; `errors` names each "
         "offending field.",
         status.HTTP_503_SERVICE_UNAVAILABLE: "Overloaded or shutting down (retry after "
@@ -324,6 +354,13 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
             }
         elif code == status.HTTP_406_NOT_ACCEPTABLE:
             entry["headers"] = {"Vary": {"schema": {"type": "string"}}}
+        elif code == status.HTTP_415_UNSUPPORTED_MEDIA_TYPE:
+            entry["headers"] = {
+                "Accept-Post": {
+                    "description": "The media types the operation reads.",
+                    "schema": {"type": "string"},
+                }
+            }
         entries[code] = entry
     return entries
 
@@ -333,6 +370,7 @@ def install(app: FastAPI, max_body_bytes: int) -> None:
     app.add_exception_handler(RequestValidationError, invalid_body)
     app.add_exception_handler(InvalidRequest, invalid_request)
     app.add_exception_handler(NotAcceptable, not_acceptable)
+    app.add_exception_handler(UnsupportedMediaType, unsupported_media_type)
     app.add_exception_handler(InitscopeError, domain_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, internal_error)
