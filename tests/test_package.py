@@ -27,4 +27,4 @@ def test_python_m_initscope_is_the_server() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "initscope", "--help"], capture_output=True, text=True, check=True
     )
-    assert out.stdout.startswith("usage: python -m initscope")
+    assert out.stdout.startswith("usage: initscope serve")  # one server, one parser
