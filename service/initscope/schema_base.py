@@ -66,10 +66,11 @@ def _shorthand(union: Any, key: str) -> BeforeValidator:
     def expand(value: Any) -> Any:
         return {key: value} if isinstance(value, str) else value
 
-    names = cast(Any, Literal)[shorthand_names(union, key)]
     text = f'A {key} alone stands for {{"{key}": "<{key}>"}}, every parameter at its default.'
-    described = Annotated[names, Field(description=text)]
-    return BeforeValidator(expand, json_schema_input_type=union | described)
+    names = cast(Any, Annotated)[
+        cast(Any, Literal)[shorthand_names(union, key)], Field(description=text)
+    ]
+    return BeforeValidator(expand, json_schema_input_type=union | names)
 
 
 ActivationIn = Annotated[Activation, _shorthand(Activation, "name")]
