@@ -4,8 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 HOST   ?= 0.0.0.0
 PORT   ?= 8000
+# Redocly CLI lints openapi/openapi.json; installed from npm into .tools/ (node 20+ and npm).
+REDOCLY_VERSION := 2.77.0
+REDOCLY := .tools/node_modules/.bin/redocly
 
-.PHONY: run test lint typecheck pytest openapi images bench clean
+.PHONY: run test lint typecheck pytest openapi openapi-lint images bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -32,10 +35,19 @@ typecheck: $(VENV)/.installed-dev
 pytest: $(VENV)/.installed-dev
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+test: lint typecheck openapi-lint pytest
 
 openapi: $(VENV)/.installed
 	$(BIN)/python scripts/export_openapi.py
+
+.tools/.redocly-$(REDOCLY_VERSION):
+	npm install --prefix .tools --no-audit --no-fund --loglevel=error @redocly/cli@$(REDOCLY_VERSION)
+	touch $@
+
+# Redocly's recommended rules with every warning an error (recommended-strict); no telemetry.
+openapi-lint: .tools/.redocly-$(REDOCLY_VERSION)
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+		$(REDOCLY) lint --extends recommended-strict --format stylish openapi/openapi.json
 
 images: $(VENV)/.installed
 	$(BIN)/python scripts/render_examples.py
@@ -46,4 +58,4 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_cache.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools .mypy_cache .pytest_cache .ruff_cache
