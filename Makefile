@@ -6,8 +6,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 HOST   ?= 0.0.0.0
 PORT   ?= 8000
+# Redocly CLI lints openapi/openapi.json; npm (node 20+) installs it into openapi/lint/ exactly as
+# openapi/lint/package-lock.json says.
+REDOCLY := openapi/lint/node_modules/.bin/redocly
 
-.PHONY: run test lint typecheck pytest openapi images bench clean lock
+.PHONY: run test lint typecheck pytest openapi images bench clean lock openapi-lint
 
 # uv resolves for CI's kind of machine (CPython 3.11, x86_64 Linux) whatever runs `make lock`,
 # from PyPI alone, with the hashes of every file of each pinned release (so the image's Python,
@@ -55,10 +58,19 @@ typecheck: $(VENV)/.installed-dev
 pytest: $(VENV)/.installed-dev
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+test: lint typecheck openapi-lint pytest
 
 openapi: $(VENV)/.installed
 	$(BIN)/python scripts/export_openapi.py
+
+$(REDOCLY): openapi/lint/package-lock.json
+	npm ci --prefix openapi/lint --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Redocly's recommended rules with every warning an error (recommended-strict); no telemetry.
+openapi-lint: $(REDOCLY)
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+		$(REDOCLY) lint --extends recommended-strict --format stylish openapi/openapi.json
 
 images: $(VENV)/.installed
 	$(BIN)/python scripts/render_examples.py
@@ -69,4 +81,4 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_cache.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) openapi/lint/node_modules .mypy_cache .pytest_cache .ruff_cache

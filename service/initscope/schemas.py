@@ -10,127 +10,50 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Tag,
-    model_validator,
-)
+from pydantic import Field, model_validator
 
 from initscope.config import Settings
-from initscope.engine.activations import ACTIVATIONS, Activation
-from initscope.engine.initializers import BIAS_INITS, WEIGHT_INITS, BiasInit, BiasZeros, WeightInit
+from initscope.engine.activations import ACTIVATIONS
+from initscope.engine.initializers import BIAS_INITS, WEIGHT_INITS, WeightInit
 from initscope.engine.sweep import Metric, Source, SweepJob, SweepParam, SweepResult
-from initscope.errors import BudgetExceeded, FieldError, InvalidRequest
+from initscope.errors import FieldError, InvalidRequest
 from initscope.jobs import (
     AnalysisJob,
     BatchNorm,
     DropoutRate,
     DType,
     GradientSource,
-    InputDistribution,
-    LayerSpec,
     NormalInput,
     RandomNormalGradient,
     Thresholds,
 )
+from initscope.limits import (
+    MAX_VARIANTS,
+    MIN_VARIANTS,
+    Cost,
+    Loc,
+    at_most,
+    check_budget,
+    inline_data,
+)
 from initscope.results import Analysis, Comparison, FindingCode
+from initscope.schema_base import (
+    ActivationIn,
+    AnyNetwork,
+    Count,
+    DistributionIn,
+    Network,
+    NetworkPatch,
+    Out,
+    Seed,
+    Strict,
+    variant_networks,
+)
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
-Count = Annotated[int, Field(ge=1)]
-
-
-def _named(key: str) -> BeforeValidator:
-    """Accept ``"name"`` as shorthand for ``{key: "name"}``."""
-
-    def expand(value: Any) -> Any:
-        return {key: value} if isinstance(value, str) else value
-
-    return BeforeValidator(expand)
-
-
-ActivationIn = Annotated[Activation, _named("name")]
-WeightInitIn = Annotated[WeightInit, _named("scheme")]
-BiasInitIn = Annotated[BiasInit, _named("scheme")]
-DistributionIn = Annotated[InputDistribution, _named("name")]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-_BATCH_NORM = (
-    "Batch normalisation (Ioffe & Szegedy 2015): per unit (x - mean) / sqrt(var + eps) * "
-    "gamma + beta, before the activation (default) or after it; {} for the defaults, null "
-    "(default) for none. /analyze and /compare use the batch's own statistics (training "
-    "mode); /train learns gamma and beta and evaluates with running statistics (PyTorch's, "
-    "momentum 0.1)."
-)
-_DROPOUT = (
-    "Inverted dropout of the layer's output (Srivastava et al. 2014): each value kept with "
-    "probability 1 - rate and scaled by 1 / (1 - rate); the mask is drawn from the layer's own "
-    "seeded stream. 0 (default): none."
-)
-
-
-class Layer(Strict):
-    units: Annotated[Count, Field(description="Width of the layer (fan_out).")]
-    activation: ActivationIn
-    init: WeightInitIn
-    bias: BiasInitIn = BiasZeros()
-    batch_norm: BatchNorm | None = Field(default=None, description=_BATCH_NORM)
-    dropout: DropoutRate = Field(default=0.0, description=_DROPOUT)
-
-
-class LayeredNetwork(Strict):
-    """A network given layer by layer."""
-
-    input_dim: Count
-    layers: Annotated[list[Layer], Field(min_length=1)]
-
-    def expand(self) -> tuple[Layer, ...]:
-        return tuple(self.layers)
-
-
-class UniformNetwork(Strict):
-    """Shorthand: ``depth`` identical layers of ``width`` units."""
-
-    input_dim: Count
-    depth: Count
-    width: Count
-    activation: ActivationIn
-    init: WeightInitIn
-    bias: BiasInitIn = BiasZeros()
-    batch_norm: BatchNorm | None = Field(default=None, description=_BATCH_NORM)
-    dropout: DropoutRate = Field(default=0.0, description=_DROPOUT)
-
-    def expand(self) -> tuple[Layer, ...]:
-        layer = Layer(
-            units=self.width,
-            activation=self.activation,
-            init=self.init,
-            bias=self.bias,
-            batch_norm=self.batch_norm,
-            dropout=self.dropout,
-        )
-        return (layer,) * self.depth
-
-
-def _network_kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "layers" if "layers" in value else "shorthand"
-    return "layers" if isinstance(value, LayeredNetwork) else "shorthand"
-
-
-Network = Annotated[
-    Annotated[LayeredNetwork, Tag("layers")] | Annotated[UniformNetwork, Tag("shorthand")],
-    Discriminator(_network_kind),
-]
 
 
 class InputSpec(Strict):
@@ -209,8 +132,7 @@ class Shared(Strict):
     thresholds: Thresholds = Thresholds()
     statistics: Statistics = Statistics()
     jacobian: JacobianSpec | None = None
-    # Integers past 2**53 do not survive a JavaScript client (I-JSON, RFC 7493).
-    seed: Annotated[int, Field(ge=0, le=2**53 - 1)] = 0
+    seed: Seed = 0
     dtype: DType = "float32"
 
 
@@ -226,14 +148,11 @@ class AnalyzeRequest(Shared):
         return dataclasses.replace(to_job(self.network, self, settings), theory=self.theory)
 
 
-class VariantSpec(Strict):
+class VariantSpec(NetworkPatch):
     """One network of a comparison: a whole ``network``, or patches over the base network."""
 
-    name: Annotated[str, Field(min_length=1, max_length=64)]
-    network: Network | None = None
-    activation: ActivationIn | None = None
-    init: WeightInitIn | None = None
-    bias: BiasInitIn | None = None
+    LAYER_FIELDS = (*NetworkPatch.LAYER_FIELDS, "batch_norm", "dropout")
+
     batch_norm: BatchNorm | None = Field(
         default=None, description="Batch norm for every layer (null: the base's)."
     )
@@ -245,32 +164,16 @@ class VariantSpec(Strict):
     def _network_or_patches(self) -> VariantSpec:
         if self.network is not None and self.patches():
             raise ValueError(
-                "give either a whole network or patches (activation, init, bias, batch_norm, "
-                "dropout), not both"
+                f"give either a whole network or patches ({', '.join(self.LAYER_FIELDS)}), not both"
             )
         return self
-
-    def patches(self) -> dict[str, Any]:
-        return {
-            key: getattr(self, key)
-            for key in ("activation", "init", "bias", "batch_norm", "dropout")
-            if getattr(self, key) is not None
-        }
-
-    def apply(self, base: LayeredNetwork | UniformNetwork) -> LayeredNetwork | UniformNetwork:
-        """The base with this variant's patches applied to every layer."""
-        patches = self.patches()
-        if isinstance(base, UniformNetwork):
-            return base.model_copy(update=patches)
-        layers = [layer.model_copy(update=patches) for layer in base.layers]
-        return base.model_copy(update={"layers": layers})
 
 
 class CompareRequest(Shared):
     base: Network | None = Field(
         default=None, description="The network that variants without a `network` patch."
     )
-    variants: Annotated[list[VariantSpec], Field(min_length=2, max_length=8)]
+    variants: Annotated[list[VariantSpec], Field(min_length=MIN_VARIANTS, max_length=MAX_VARIANTS)]
 
     @model_validator(mode="after")
     def _complete(self) -> CompareRequest:
@@ -283,49 +186,13 @@ class CompareRequest(Shared):
                 raise ValueError(f"variants {missing} have no network and there is no base")
         return self
 
-    def networks(self) -> list[tuple[str, LayeredNetwork | UniformNetwork, tuple[str | int, ...]]]:
+    def networks(self) -> list[tuple[str, AnyNetwork, Loc]]:
         """(name, network, where the network came from) for every variant."""
-        out: list[tuple[str, LayeredNetwork | UniformNetwork, tuple[str | int, ...]]] = []
-        for i, variant in enumerate(self.variants):
-            if variant.network is not None:
-                out.append((variant.name, variant.network, ("variants", i, "network")))
-            else:
-                assert self.base is not None  # checked by _complete
-                out.append((variant.name, variant.apply(self.base), ("base",)))
-        return out
-
-
-def at_most(loc: tuple[str | int, ...], value: int, maximum: int, what: str) -> list[FieldError]:
-    """No error, or the one saying that ``what`` at ``body.loc`` is over its limit."""
-    if value <= maximum:
-        return []
-    message = f"{what} must be at most {maximum}, got {value}"
-    return [FieldError(("body", *loc), message, "less_than_equal", value)]
-
-
-def network_limits(
-    net: LayeredNetwork | UniformNetwork, settings: Settings, where: tuple[str | int, ...]
-) -> list[FieldError]:
-    """The configured size limits of one network, checked before it is expanded."""
-    if isinstance(net, UniformNetwork):
-        errors = at_most((*where, "depth"), net.depth, settings.max_layers, "depth")
-        errors += at_most((*where, "width"), net.width, settings.max_units, "width")
-    else:
-        errors = at_most(
-            (*where, "layers"), len(net.layers), settings.max_layers, "the number of layers"
-        )
-        for i, layer in enumerate(net.layers):
-            errors += at_most(
-                (*where, "layers", i, "units"), layer.units, settings.max_units, "units"
-            )
-    return errors + at_most((*where, "input_dim"), net.input_dim, settings.max_units, "input_dim")
+        return variant_networks(self.variants, self.base, ("base",))
 
 
 def to_job(
-    net: LayeredNetwork | UniformNetwork,
-    shared: Shared,
-    settings: Settings,
-    where: tuple[str | int, ...] = ("network",),
+    net: AnyNetwork, shared: Shared, settings: Settings, where: Loc = ("network",)
 ) -> AnalysisJob:
     """Expand one network, enforce the configured limits, and freeze it into a job.
 
@@ -333,21 +200,17 @@ def to_job(
     """
     data = shared.input.data
     samples = len(data) if data is not None else shared.input.samples
-    errors: list[FieldError] = []
-
-    def limit(loc: tuple[str | int, ...], value: int, maximum: int, what: str) -> None:
-        errors.extend(at_most(loc, value, maximum, what))
-
-    errors.extend(network_limits(net, settings, where))
-    limit(("histogram", "bins"), shared.histogram.bins, settings.max_bins, "bins")
+    errors = net.limits(settings, where)
+    errors += at_most(("histogram", "bins"), shared.histogram.bins, settings.max_bins, "bins")
     if data is None:
-        limit(("input", "samples"), samples, settings.max_samples, "samples")
+        errors += at_most(("input", "samples"), samples, settings.max_samples, "samples")
     else:
-        limit(("input", "data"), len(data), settings.max_inline_rows, "the number of data rows")
-        limit(
+        errors += inline_data(
             ("input", "data"),
-            len(data) * len(data[0]),
-            settings.max_inline_values,
+            len(data),
+            len(data[0]),
+            settings,
+            "the number of data rows",
             "the number of data values",
         )
         if len(data[0]) != net.input_dim:
@@ -363,13 +226,9 @@ def to_job(
     if errors:
         raise InvalidRequest(errors)
 
-    layers = net.expand()  # only now: the shorthand's depth may have been 10**10
     job = AnalysisJob(
         input_dim=net.input_dim,
-        layers=tuple(
-            LayerSpec(x.units, x.activation, x.init, x.bias, x.batch_norm, x.dropout)
-            for x in layers
-        ),
+        layers=net.layer_specs(),  # only now: the shorthand's depth may have been 10**10
         samples=samples,
         distribution=shared.input.distribution,
         data=tuple(tuple(row) for row in data) if data is not None else None,
@@ -382,47 +241,30 @@ def to_job(
         effective_rank=shared.statistics.effective_rank,
         jacobian_samples=shared.jacobian.samples if shared.jacobian is not None else 0,
     )
-    check_budget([job], settings, ("body", *where))
+    check_budget(analysis_cost([job]), settings, ("body", *where))
     return job
 
 
-def check_budget(jobs: list[AnalysisJob], settings: Settings, loc: tuple[str | int, ...]) -> None:
-    """Refuse work whose compute (all jobs together) or memory (the largest job) is too big."""
-    macs = sum(job.cost for job in jobs)
-    budget: list[FieldError] = []
-    if macs > settings.compute_budget:
-        samples = jobs[0].samples
-        forward = sum(job.macs for job in jobs)
-        lsuv = sum(job.lsuv_macs for job in jobs)
-        jacobian = sum(job.jacobian_macs for job in jobs)
-        extras = (f"; LSUV passes {lsuv:.3g}" if lsuv else "") + (
-            f"; Jacobian spectrum {jacobian:.3g}" if jacobian else ""
-        )
-        budget.append(
-            FieldError(
-                loc,
-                f"the request costs {macs:.3g} multiply-adds (a pass: samples x sum of "
-                f"fan_in*fan_out = {samples} x {forward // samples}{extras}); the limit is "
-                f"{settings.compute_budget:.3g}: use fewer samples or smaller layers"
-                + (", or fewer Jacobian samples" if jacobian else ""),
-                "compute_budget",
-                macs,
-            )
-        )
-    peak = max(job.peak_bytes() for job in jobs)
-    if peak > settings.memory_budget_bytes:
-        budget.append(
-            FieldError(
-                loc,
-                f"the request needs about {peak / 2**20:.0f} MiB of working memory; "
-                f"the limit is {settings.memory_budget_bytes / 2**20:.0f} MiB: use fewer samples, "
-                "fewer or smaller layers, or float32",
-                "memory_budget",
-                peak,
-            )
-        )
-    if budget:
-        raise BudgetExceeded(budget)
+def analysis_cost(jobs: Sequence[AnalysisJob]) -> Cost:
+    """Compute: all jobs together (one pass is samples x sum of fan_in*fan_out multiply-adds);
+    memory: the largest job's working set."""
+    samples = jobs[0].samples
+    forward = sum(job.macs for job in jobs)
+    lsuv = sum(job.lsuv_macs for job in jobs)
+    jacobian = sum(job.jacobian_macs for job in jobs)
+    extras = (f"; LSUV passes {lsuv:.3g}" if lsuv else "") + (
+        f"; Jacobian spectrum {jacobian:.3g}" if jacobian else ""
+    )
+    return Cost(
+        macs=sum(job.cost for job in jobs),
+        peak_bytes=max(job.peak_bytes() for job in jobs),
+        what="the request",
+        breakdown=f"a pass: samples x sum of fan_in*fan_out = {samples} x "
+        f"{forward // samples}{extras}",
+        remedy="fewer samples or smaller layers"
+        + (", or fewer Jacobian samples" if jacobian else ""),
+        memory_remedy="fewer samples, fewer or smaller layers, or float32",
+    )
 
 
 def to_jobs(request: CompareRequest, settings: Settings) -> list[tuple[str, AnalysisJob]]:
@@ -430,15 +272,11 @@ def to_jobs(request: CompareRequest, settings: Settings) -> list[tuple[str, Anal
     jobs = [
         (name, to_job(net, request, settings, where)) for name, net, where in request.networks()
     ]
-    check_budget([job for _, job in jobs], settings, ("body", "variants"))
+    check_budget(analysis_cost([job for _, job in jobs]), settings, ("body", "variants"))
     return jobs
 
 
 # --- responses -------------------------------------------------------------------------------
-
-
-class Out(BaseModel):
-    model_config = ConfigDict(from_attributes=True, frozen=True)
 
 
 class HistogramOut(Out):
@@ -704,7 +542,7 @@ class SweepRequest(Strict):
     sigma_w2: Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)] = 1.0
     sigma_b2: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] = 0.0
     samples: Count = 256
-    seed: Annotated[int, Field(ge=0, le=2**53 - 1)] = 0
+    seed: Seed = 0
     x: SweepAxis
     y: SweepAxis
     metric: Metric = Field(
@@ -726,26 +564,11 @@ class SweepRequest(Strict):
         errors: list[FieldError] = []
         for name, axis in (("x", self.x), ("y", self.y)):
             limit = {"depth": settings.max_layers, "width": settings.max_units}.get(axis.param)
-            if limit is not None and max(axis.values) > limit:
-                errors.append(
-                    FieldError(
-                        ("body", name, "values"),
-                        f"{axis.param} must be at most {limit}",
-                        "less_than_equal",
-                        max(axis.values),
-                    )
-                )
-        for name, value, limit in (
-            ("depth", self.depth, settings.max_layers),
-            ("width", self.width, settings.max_units),
-            ("samples", self.samples, settings.max_samples),
-        ):
-            if value > limit:
-                errors.append(
-                    FieldError(
-                        ("body", name), f"{name} must be at most {limit}", "less_than_equal", value
-                    )
-                )
+            if limit is not None:
+                errors += at_most((name, "values"), int(max(axis.values)), limit, axis.param)
+        errors += at_most(("depth",), self.depth, settings.max_layers, "depth")
+        errors += at_most(("width",), self.width, settings.max_units, "width")
+        errors += at_most(("samples",), self.samples, settings.max_samples, "samples")
         if errors:
             raise InvalidRequest(errors)
         job = SweepJob(
@@ -763,19 +586,15 @@ class SweepRequest(Strict):
             metric=self.metric,
             source=self.source,
         )
-        if job.macs > settings.compute_budget:
-            raise BudgetExceeded(
-                [
-                    FieldError(
-                        ("body",),
-                        f"the sweep simulates {job.macs:.3g} multiply-adds (cells x samples x "
-                        f"depth x width^2); the limit is {settings.compute_budget:.3g}: use fewer "
-                        "cells, samples or smaller networks, or source=theory",
-                        "compute_budget",
-                        job.macs,
-                    )
-                ]
-            )
+        cost = Cost(
+            macs=job.macs,
+            peak_bytes=None,
+            what="the sweep",
+            verb="simulates",
+            breakdown="cells x samples x depth x width^2",
+            remedy="fewer cells, samples or smaller networks, or source=theory",
+        )
+        check_budget(cost, settings, ("body",))
         return job
 
 
@@ -830,7 +649,7 @@ class Parameter(Out):
     type: str
     default: Any = None
     required: bool
-    constraints: dict[str, Any] = {}
+    constraints: dict[str, Any] = Field(default={})
     choices: list[Any] | None = None
 
 

@@ -5,20 +5,28 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from initscope.config import Settings
-from initscope.errors import BudgetExceeded, FieldError, InvalidRequest
-from initscope.jobs import DType, LayerSpec, Thresholds
-from initscope.schemas import (
-    ActivationIn,
-    BiasInitIn,
-    LayeredNetwork,
-    Network,
-    UniformNetwork,
-    WeightInitIn,
+from initscope.errors import FieldError, InvalidRequest
+from initscope.jobs import DType, Thresholds
+from initscope.limits import (
+    MAX_VARIANTS,
+    MIN_VARIANTS,
+    Cost,
+    Loc,
     at_most,
-    network_limits,
+    check_budget,
+    inline_data,
+)
+from initscope.schema_base import (
+    AnyNetwork,
+    Network,
+    NetworkPatch,
+    Out,
+    Seed,
+    Strict,
+    variant_networks,
 )
 from initscope.training.datasets import InlineTask, Spirals, Task
 from initscope.training.loop import Claim, Optimizer, Sgd, TrainComparison, TrainJob, TrainResult
@@ -26,11 +34,6 @@ from initscope.training.search import SearchAxis, SearchJob, SearchResult
 
 Rate = Annotated[float, Field(ge=0, le=0.9, allow_inf_nan=False)]
 Decay = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
-Seed = Annotated[int, Field(ge=0, le=2**53 - 1)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Training(Strict):
@@ -61,38 +64,23 @@ class Training(Strict):
     dtype: DType = "float32"
 
 
-class TrainVariantSpec(Strict):
+class TrainVariantSpec(NetworkPatch):
     """One run of a comparison: a whole ``network`` or patches over the base network, and
     optionally its own optimiser, weight decay or dropout."""
 
-    name: Annotated[str, Field(min_length=1, max_length=64)]
-    network: Network | None = None
-    activation: ActivationIn | None = None
-    init: WeightInitIn | None = None
-    bias: BiasInitIn | None = None
     optimizer: Optimizer | None = None
     weight_decay: Decay | None = None
     dropout: Rate | None = None
-
-    def apply(self, base: LayeredNetwork | UniformNetwork) -> LayeredNetwork | UniformNetwork:
-        patches = {
-            key: getattr(self, key)
-            for key in ("activation", "init", "bias")
-            if getattr(self, key) is not None
-        }
-        if isinstance(base, UniformNetwork):
-            return base.model_copy(update=patches)
-        layers = [layer.model_copy(update=patches) for layer in base.layers]
-        return base.model_copy(update={"layers": layers})
 
 
 class TrainRequest(Training):
     network: Network | None = Field(
         default=None, description="The network; the base of the variants when they are given."
     )
-    variants: Annotated[list[TrainVariantSpec], Field(min_length=2, max_length=8)] | None = Field(
-        default=None, description="2 to 8 runs on the same data, order and seed."
-    )
+    variants: (
+        Annotated[list[TrainVariantSpec], Field(min_length=MIN_VARIANTS, max_length=MAX_VARIANTS)]
+        | None
+    ) = Field(default=None, description="2 to 8 runs on the same data, order and seed.")
 
     @model_validator(mode="after")
     def _complete(self) -> TrainRequest:
@@ -115,13 +103,8 @@ class TrainRequest(Training):
             jobs = [("run", train_job(self, self.network, settings, ("network",)))]
         else:
             jobs = []
-            for i, variant in enumerate(self.variants):
-                where: tuple[str | int, ...]
-                if variant.network is not None:
-                    net, where = variant.network, ("variants", i, "network")
-                else:
-                    assert self.network is not None
-                    net, where = variant.apply(self.network), ("network",)
+            networks = variant_networks(self.variants, self.network, ("network",))
+            for variant, (name, net, where) in zip(self.variants, networks, strict=True):
                 job = train_job(self, net, settings, where)
                 job = dataclasses.replace(
                     job,
@@ -131,37 +114,27 @@ class TrainRequest(Training):
                     else variant.weight_decay,
                     dropout=job.dropout if variant.dropout is None else variant.dropout,
                 )
-                jobs.append((variant.name, job))
-        check_budget(
-            sum(job.cost for _, job in jobs), max(j.peak_bytes() for _, j in jobs), settings
-        )
+                jobs.append((name, job))
+        cost = sum(job.cost for _, job in jobs)
+        check_budget(training_cost(cost, max(j.peak_bytes() for _, j in jobs)), settings, ("body",))
         return jobs
 
 
-def train_job(
-    request: Training,
-    net: LayeredNetwork | UniformNetwork,
-    settings: Settings,
-    where: tuple[str | int, ...],
-) -> TrainJob:
+def train_job(request: Training, net: AnyNetwork, settings: Settings, where: Loc) -> TrainJob:
     """Expand one network against the configured limits and the task, and freeze it."""
-    errors: list[FieldError] = []
-
-    def limit(loc: tuple[str | int, ...], value: int, maximum: int, what: str) -> None:
-        errors.extend(at_most(loc, value, maximum, what))
-
-    errors.extend(network_limits(net, settings, where))
+    errors = net.limits(settings, where)
     task = request.task
     if isinstance(task, InlineTask):
-        limit(("task", "x"), task.samples, settings.max_inline_rows, "the number of rows")
-        limit(
+        errors += inline_data(
             ("task", "x"),
-            task.samples * task.features,
-            settings.max_inline_values,
+            task.samples,
+            task.features,
+            settings,
+            "the number of rows",
             "the number of values",
         )
     else:
-        limit(("task", "samples"), task.samples, settings.max_samples, "samples")
+        errors += at_most(("task", "samples"), task.samples, settings.max_samples, "samples")
     if not errors and net.input_dim != task.features:
         errors.append(
             FieldError(
@@ -173,13 +146,9 @@ def train_job(
         )
     if errors:
         raise InvalidRequest(errors)
-    layers = net.expand()
     return TrainJob(
         input_dim=net.input_dim,
-        layers=tuple(
-            LayerSpec(x.units, x.activation, x.init, x.bias, x.batch_norm, x.dropout)
-            for x in layers
-        ),
+        layers=net.layer_specs(),
         task=task,
         optimizer=request.optimizer,
         batch_size=request.batch_size,
@@ -193,39 +162,19 @@ def train_job(
     )
 
 
-def check_budget(macs: int, peak: int, settings: Settings) -> None:
-    errors: list[FieldError] = []
-    if macs > settings.compute_budget:
-        errors.append(
-            FieldError(
-                ("body",),
-                f"the training costs {macs:.3g} multiply-adds (3 x rows trained x weights, plus "
-                f"the evaluations); the limit is {settings.compute_budget:.3g}: use fewer "
-                "epochs, steps, samples, trials or smaller layers",
-                "compute_budget",
-                macs,
-            )
-        )
-    if peak > settings.memory_budget_bytes:
-        errors.append(
-            FieldError(
-                ("body",),
-                f"the training needs about {peak / 2**20:.0f} MiB of working memory; the limit "
-                f"is {settings.memory_budget_bytes / 2**20:.0f} MiB: use fewer samples or "
-                "smaller layers",
-                "memory_budget",
-                peak,
-            )
-        )
-    if errors:
-        raise BudgetExceeded(errors)
+def training_cost(macs: int, peak_bytes: int) -> Cost:
+    """``macs``: the jobs' own estimate (``TrainJob.cost``, or trials x ``fit_cost``)."""
+    return Cost(
+        macs=macs,
+        peak_bytes=peak_bytes,
+        what="the training",
+        breakdown="3 x rows trained x weights, plus the evaluations",
+        remedy="fewer epochs, steps, samples, trials or smaller layers",
+        memory_remedy="fewer samples or smaller layers",
+    )
 
 
 # --- responses -------------------------------------------------------------------------------
-
-
-class Out(BaseModel):
-    model_config = ConfigDict(from_attributes=True, frozen=True)
 
 
 class EpochOut(Out):
@@ -370,7 +319,9 @@ class SearchRequest(Training):
             y=SearchAxis(self.y.param, self.y.low, self.y.high, self.y.log),
             trials=self.trials,
         )
-        check_budget(self.trials * base.fit_cost, base.peak_bytes(), settings)
+        check_budget(
+            training_cost(self.trials * base.fit_cost, base.peak_bytes()), settings, ("body",)
+        )
         return job
 
 

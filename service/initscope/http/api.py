@@ -81,10 +81,20 @@ _FIGURE_RESPONSES: dict[int | str, dict[str, Any]] = {
         "accepted or `?format=png|svg` is given.",
         "content": {
             "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "image/svg+xml": {"schema": {"type": "string"}},
+            "image/svg+xml": {"schema": {"type": "string", "format": "binary"}},
         },
     },
     **problems.responses(400, 406, 413, 415, 422, 503, 504, 507),
+}
+
+
+NOT_READY: dict[int | str, dict[str, Any]] = {
+    503: {
+        "description": "Not ready: `state` says starting, draining or degraded.",
+        "content": {
+            problems.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}
+        },
+    }
 }
 
 
@@ -258,7 +268,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await runner.shutdown()
 
     app = FastAPIOffline(
-        title="initscope", version=__version__, description=DESCRIPTION, lifespan=lifespan
+        title="initscope",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        servers=[{"url": "/", "description": "The server that serves this document."}],
+        license_info={"name": "MIT", "identifier": "MIT"},
     )
     app.state.settings = settings
     app.state.runner = None
@@ -280,6 +295,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         list_activations,
         methods=["GET"],
         response_model=list[ActivationInfo],
+        responses=problems.responses(413),
         tags=["catalogue"],
     )
     app.add_api_route(
@@ -287,10 +303,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         list_initializers,
         methods=["GET"],
         response_model=list[InitializerInfo],
+        responses=problems.responses(413),
         tags=["catalogue"],
     )
-    app.add_api_route("/livez", livez, methods=["GET"], tags=["probes"])
-    app.add_api_route("/readyz", readyz, methods=["GET"], tags=["probes"])
+    app.add_api_route(
+        "/livez", livez, methods=["GET"], responses=problems.responses(413), tags=["probes"]
+    )
+    app.add_api_route(
+        "/readyz",
+        readyz,
+        methods=["GET"],
+        responses={**problems.responses(413), **NOT_READY},
+        tags=["probes"],
+    )
     problems.install(app, settings.max_body_bytes)
     docs.install(app, settings)
     metrics.install(app)  # the runner's observer is app.state.metrics
