@@ -283,6 +283,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             f"/{operation.name}",
             operation_route(operation),
             methods=["POST"],
+            operation_id=operation.name,
             response_model=operation.response,
             responses=_FIGURE_RESPONSES,
             dependencies=[Depends(media.json_body)],
@@ -294,6 +295,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "/activations",
         list_activations,
         methods=["GET"],
+        operation_id="list_activations",
         response_model=list[ActivationInfo],
         responses=problems.responses(413),
         tags=["catalogue"],
@@ -302,17 +304,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "/initializers",
         list_initializers,
         methods=["GET"],
+        operation_id="list_initializers",
         response_model=list[InitializerInfo],
         responses=problems.responses(413),
         tags=["catalogue"],
     )
     app.add_api_route(
-        "/livez", livez, methods=["GET"], responses=problems.responses(413), tags=["probes"]
+        "/livez",
+        livez,
+        methods=["GET"],
+        operation_id="livez",
+        responses=problems.responses(413),
+        tags=["probes"],
     )
     app.add_api_route(
         "/readyz",
         readyz,
         methods=["GET"],
+        operation_id="readyz",
         responses={**problems.responses(413), **NOT_READY},
         tags=["probes"],
     )
