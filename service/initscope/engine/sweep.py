@@ -18,6 +18,7 @@ import numpy as np
 from initscope.engine import theory
 from initscope.engine.activations import Activation, ActivationFn
 from initscope.engine.diagnosis import diagnose
+from initscope.engine.floating import applies_policy
 from initscope.engine.initializers import BiasNormal, BiasZeros, Normal
 from initscope.engine.simulation import simulate
 from initscope.jobs import AnalysisJob, LayerSpec, NormalInput, RandomNormalGradient, Thresholds
@@ -179,18 +180,18 @@ def critical_curve(job: SweepJob) -> tuple[tuple[tuple[float, float], ...] | Non
     return tuple(points), "chi_1(q*) = 1 (Schoenholz et al. 2017)"
 
 
+@applies_policy
 def run_sweep(job: SweepJob) -> SweepResult:
     """Top-level and picklable: what the process pool runs for /sweep."""
-    with np.errstate(all="ignore"):
-        sim = (
-            None
-            if job.source == "theory"
-            else tuple(tuple(simulated(job, c) for c in row) for row in job.cells())
-        )
-        pred = (
-            None
-            if job.source == "simulation"
-            else tuple(tuple(predicted(job, c) for c in row) for row in job.cells())
-        )
-        curve, note = critical_curve(job)
+    sim = (
+        None
+        if job.source == "theory"
+        else tuple(tuple(simulated(job, c) for c in row) for row in job.cells())
+    )
+    pred = (
+        None
+        if job.source == "simulation"
+        else tuple(tuple(predicted(job, c) for c in row) for row in job.cells())
+    )
+    curve, note = critical_curve(job)
     return SweepResult(job, sim, pred, curve, note)
