@@ -10,8 +10,8 @@ stream when the network is built, :mod:`initscope.engine.network`) and pairs, in
 
 - ``forward(x, mode)``: the output, keeping in ``"train"`` mode what the backward pass needs;
 - ``backward(g, parameters)``: ``dL/dx`` from ``g = dL/dy`` (``g`` is the caller's to lose: it
-  may be overwritten), filling the parameters' ``grad`` (``parameters=False``: only what the
-  statistics report, the weight gradient of a dense layer);
+  may be overwritten), filling the parameters' ``grad`` (``parameters=False``: none, only
+  what the statistics report: a dense layer's ``||dL/dW||^2``);
 - ``jacobian(product)``: its per-sample Jacobian applied to the running product of
   :class:`JacobianProduct` (a matrix, or a diagonal gain);
 - ``parameters()``.
@@ -41,7 +41,7 @@ from numpy.typing import NDArray
 from initscope.engine.activations import ActivationFn
 from initscope.engine.floating import applies_policy
 from initscope.engine.initializers import BiasInit, Lsuv, WeightInit
-from initscope.engine.statistics import summarise
+from initscope.engine.statistics import sum_squares, summarise
 from initscope.jobs import BatchNorm as BatchNormSpec
 from initscope.jobs import LayerSpec
 from initscope.results import LsuvReport, as_float
@@ -55,6 +55,11 @@ class Parameter:
     value: FloatArray
     decay: bool  # weight decay applies (weights; not biases, not batch norm's gamma and beta)
     grad: FloatArray | None = None  # dL/dvalue after a backward pass that asked for it
+
+    def buffer(self) -> FloatArray | None:
+        """The gradient's array to write into (a training step reuses it), or None."""
+        grad = self.grad
+        return grad if grad is not None and grad.shape == self.value.shape else None
 
 
 class JacobianProduct:
@@ -141,6 +146,7 @@ class Dense:
         self.w = Parameter(w, decay=True)
         self.b = Parameter(b, decay=False)
         self.x: FloatArray | None = None
+        self.grad_sum_squares = math.nan  # ||dL/dW||^2 of the last backward pass
 
     @classmethod
     def draw(
@@ -165,9 +171,13 @@ class Dense:
     def backward(self, g: FloatArray, parameters: bool = True) -> FloatArray:
         assert self.x is not None, "backward before a training-mode forward"
         x, w = self.x, self.w.value
-        self.w.grad = x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+        x2, g2 = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
+        dw = np.matmul(x2.T, g2, out=self.w.buffer() if parameters else None)
+        self.grad_sum_squares = sum_squares(dw)  # accumulated in float64: no f32 overflow
         if parameters:
-            self.b.grad = np.sum(g, axis=tuple(range(g.ndim - 1)))
+            self.w.grad = dw
+            self.b.grad = np.sum(g2, axis=0, out=self.b.buffer())
+        del dw  # not kept past its norm when only the statistics ask
         dx: FloatArray = g @ w.T
         return dx
 
@@ -246,8 +256,8 @@ class BatchNorm:
         axes = tuple(range(g.ndim - 1))
         moment = g * self.xhat
         if parameters:
-            self.gamma.grad = np.sum(moment, axis=axes)
-            self.beta.grad = np.sum(g, axis=axes)
+            self.gamma.grad = np.sum(moment, axis=axes, out=self.gamma.buffer())
+            self.beta.grad = np.sum(g, axis=axes, out=self.beta.buffer())
         dx: FloatArray = g - g.mean(axis=axes)
         dx -= self.xhat * np.mean(moment, axis=axes)
         dx *= self.gain

@@ -50,7 +50,6 @@ from initscope.engine.statistics import (
     effective_rank,
     histogram,
     rms,
-    sum_squares,
     summarise,
     summarise_derivative,
 )
@@ -285,10 +284,7 @@ def simulate(job: AnalysisJob) -> Simulation:
     for block in reversed(network.blocks):
         grad_rms.append(rms(g))
         g = block.backward(g, parameters=False)  # in place where it can: g is ours
-        dw = block.dense.w.grad
-        assert dw is not None
-        weight_norms.append(math.sqrt(sum_squares(dw)) / n)  # no f32 overflow
-        block.dense.w.grad = None
+        weight_norms.append(math.sqrt(block.dense.grad_sum_squares) / n)
     input_grad_rms = rms(g)
     grad_rms.reverse()
     weight_norms.reverse()
