@@ -132,7 +132,7 @@ def dense(h: FloatArray, w: FloatArray, b: FloatArray) -> FloatArray:
     """The pre-activation ``a = h @ W + b`` on the last axis (the bias add skipped when b is
     all zero)."""
     a = h @ w
-    if np.any(b):
+    if b.any():
         a += b
     return a
 
@@ -146,7 +146,7 @@ class Dense:
         self.w = Parameter(w, decay=True)
         self.b = Parameter(b, decay=False)
         self.x: FloatArray | None = None
-        self.grad_sum_squares = math.nan  # ||dL/dW||^2 of the last backward pass
+        self.grad_sum_squares = math.nan  # ||dL/dW||^2 of the last statistics-only pass
 
     @classmethod
     def draw(
@@ -172,12 +172,11 @@ class Dense:
         assert self.x is not None, "backward before a training-mode forward"
         x, w = self.x, self.w.value
         x2, g2 = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
-        dw = np.matmul(x2.T, g2, out=self.w.buffer() if parameters else None)
-        self.grad_sum_squares = sum_squares(dw)  # accumulated in float64: no f32 overflow
         if parameters:
-            self.w.grad = dw
-            self.b.grad = np.sum(g2, axis=0, out=self.b.buffer())
-        del dw  # not kept past its norm when only the statistics ask
+            self.w.grad = np.matmul(x2.T, g2, out=self.w.buffer())
+            self.b.grad = g2.sum(axis=0, out=self.b.buffer())
+        else:  # the statistics' norm only: dW is not kept (nor its memory held)
+            self.grad_sum_squares = sum_squares(x2.T @ g2)  # float64 sums: no f32 overflow
         dx: FloatArray = g @ w.T
         return dx
 
@@ -246,7 +245,7 @@ class BatchNorm:
 
     def _affine(self, xhat: FloatArray) -> FloatArray:
         y = xhat * self.gamma.value
-        if np.any(self.beta.value):
+        if self.beta.value.any():
             y += self.beta.value
         return y
 
