@@ -128,11 +128,13 @@ def jacobians(layer: Layer, k: int) -> FloatArray:
     return product.result()
 
 
-def dense(h: FloatArray, w: FloatArray, b: FloatArray) -> FloatArray:
-    """The pre-activation ``a = h @ W + b`` on the last axis (the bias add skipped when b is
-    all zero)."""
+def dense(h: FloatArray, w: FloatArray, b: FloatArray, trained: bool = False) -> FloatArray:
+    """The pre-activation ``a = h @ W + b`` on the last axis. The bias add is skipped when b
+    is all zero (no pass over ``a`` for nothing: the analysis' hot path), unless the bias is
+    ``trained`` (it has had a gradient: then it is nonzero in practice and the check would
+    cost more than it saves)."""
     a = h @ w
-    if b.any():
+    if trained or b.any():
         a += b
     return a
 
@@ -166,12 +168,12 @@ class Dense:
     def forward(self, x: FloatArray, mode: Mode) -> FloatArray:
         if mode == "train":
             self.x = x
-        return dense(x, self.w.value, self.b.value)
+        return dense(x, self.w.value, self.b.value, trained=self.b.grad is not None)
 
     def backward(self, g: FloatArray, parameters: bool = True) -> FloatArray:
         assert self.x is not None, "backward before a training-mode forward"
         x, w = self.x, self.w.value
-        x2, g2 = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
+        x2, g2 = (x, g) if x.ndim == 2 else (x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1]))
         if parameters:
             self.w.grad = np.matmul(x2.T, g2, out=self.w.buffer())
             self.b.grad = g2.sum(axis=0, out=self.b.buffer())
