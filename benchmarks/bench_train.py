@@ -21,13 +21,8 @@ import time
 import numpy as np
 from initscope.config import Settings
 from initscope.train_schemas import TrainRequest
-from initscope.training.loop import (
-    Update,
-    build_network,
-    dataset,
-    evaluate,
-    loss_and_gradients,
-)
+from initscope.training.loop import build_network, dataset, evaluate, loss_and_gradients
+from initscope.training.optimizers import Update
 from threadpoolctl import threadpool_limits
 
 BODY = {
@@ -47,8 +42,8 @@ BODY = {
 def initscope_steps(epochs: int) -> tuple[float, int, float]:
     [(_, job)] = TrainRequest.model_validate({**BODY, "epochs": epochs}).jobs(Settings())
     data = dataset(job)
-    layers = build_network(job, data.x_train[:256])
-    update = Update(job.optimizer, [p for layer in layers for p in layer.parameters()])
+    network = build_network(job, data.x_train[:256])
+    update = Update(job.optimizer, network.parameters())
     order = np.random.default_rng(0)
     batches = [
         perm[i : i + job.batch_size]
@@ -57,10 +52,10 @@ def initscope_steps(epochs: int) -> tuple[float, int, float]:
     ]
     start = time.perf_counter()
     for batch in batches:
-        loss_and_gradients(layers, data.x_train[batch], data.y_train[batch], 0.0)
+        loss_and_gradients(network, data.x_train[batch], data.y_train[batch], 0.0)
         update.step()
     seconds = time.perf_counter() - start
-    _, accuracy = evaluate(layers, data.x_val, data.y_val)
+    _, accuracy = evaluate(network, data.x_val, data.y_val)
     return len(batches) / seconds, len(batches), accuracy
 
 
@@ -74,13 +69,13 @@ def torch_steps(epochs: int) -> tuple[float, float] | None:
     data = dataset(job)
     ours = build_network(job, data.x_train[:256])
     modules: list[torch.nn.Module] = []
-    for index, layer in enumerate(ours):
-        linear = torch.nn.Linear(*layer.w.value.shape)
+    for index, block in enumerate(ours.blocks):
+        linear = torch.nn.Linear(*block.dense.w.value.shape)
         with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(layer.w.value.T.copy()))
-            linear.bias.copy_(torch.from_numpy(layer.b.value.copy()))
+            linear.weight.copy_(torch.from_numpy(block.dense.w.value.T.copy()))
+            linear.bias.copy_(torch.from_numpy(block.dense.b.value.copy()))
         modules.append(linear)
-        if index < len(ours) - 1:
+        if index < len(ours.blocks) - 1:
             modules.append(torch.nn.ReLU())
     model = torch.nn.Sequential(*modules)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -14,20 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 from initscope.config import Settings
 from initscope.engine.analysis import analyze
-from initscope.engine.simulation import (
-    Kept,
-    batch_norm,
-    batch_norm_backward,
-    draw_parameters,
-    dropout_mask,
-    dropout_stream,
-    jacobians,
-    layer_forward,
-    make_input,
-    make_upstream,
-    simulate,
-    streams,
-)
+from initscope.engine.layers import BatchNorm as BatchNormLayer
+from initscope.engine.layers import dropout_mask, jacobians
+from initscope.engine.network import LayerDropout, Network, gradient_stream, input_stream
+from initscope.engine.simulation import analysis_network, make_input, make_upstream, simulate
 from initscope.figures.panels import summary
 from initscope.http.api import create_app
 from initscope.jobs import AnalysisJob, BatchNorm
@@ -73,29 +63,29 @@ def tiny_job(layers: list[dict[str, Any]] = TINY_LAYERS) -> AnalysisJob:
 
 def tiny_net(job: AnalysisJob) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]], Any]:
     """The input, each layer's (W, b) and the upstream gradient, as :func:`simulate` draws."""
-    rngs = streams(job.seed, len(job.layers))
-    x = make_input(job, rngs[0])
-    params = [draw_parameters(job, i, rngs[2 + i - 1]) for i in range(1, len(job.layers) + 1)]
-    return x, params, make_upstream(job, rngs[1])
+    x = make_input(job, input_stream(job.seed))
+    params = [(b.dense.w.value, b.dense.b.value) for b in analysis_network(job).blocks]
+    return x, params, make_upstream(job, gradient_stream(job.seed))
 
 
-def forward(job: AnalysisJob, x: np.ndarray, params: list[Any]) -> tuple[np.ndarray, list[Kept]]:
-    h, kept = x, []
-    for index, (spec, (w, b)) in enumerate(zip(job.layers, params, strict=True), 1):
-        _, h, state, _ = layer_forward(job, index, spec, h, w, b)
-        kept.append(state)
-    return h, kept
+def forward(job: AnalysisJob, x: np.ndarray, params: list[Any]) -> tuple[np.ndarray, Network]:
+    """The training-mode forward pass of the job's network with the given (W, b)."""
+    network = analysis_network(job)
+    for block, (w, b) in zip(network.blocks, params, strict=True):
+        block.dense.w.value, block.dense.b.value = w, b
+    return network.forward(x, "train"), network
 
 
-def backward(kept: list[Kept], g: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+def backward(network: Network, g: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """dL/dx and each dL/dW (summed over samples) for L = sum(g * h_L)."""
-    g = g.copy()
-    grads: list[np.ndarray] = []
-    for state in reversed(kept):
-        delta = state.backward(g)
-        grads.append(state.h_prev.T @ delta)
-        g = delta @ state.w.T
-    return g, grads[::-1]
+    dx = network.backward(g.copy())
+    grads = [block.dense.w.grad for block in network.blocks]
+    assert all(grad is not None for grad in grads)
+    return dx, grads  # type: ignore[return-value]
+
+
+def masks(network: Network) -> list[np.ndarray | None]:
+    return [b.dropout.mask if b.dropout is not None else None for b in network.blocks]
 
 
 def numeric(f: Any, array: np.ndarray, step: float = 1e-6) -> np.ndarray:
@@ -119,13 +109,14 @@ def test_backprop_through_batch_norm_and_dropout_matches_finite_differences() ->
     def loss() -> float:
         return float(np.sum(g * forward(job, x, params)[0]))
 
-    _, kept = forward(job, x, params)
-    assert kept[0].before is not None
-    assert kept[1].after is not None
-    assert kept[1].mask is not None
-    assert kept[2].mask is not None
-    assert (kept[2].mask == 0).any()  # some units really dropped
-    dx, dws = backward(kept, g)
+    _, network = forward(job, x, params)
+    assert network.blocks[0].before is not None
+    assert network.blocks[1].after is not None
+    mask = masks(network)
+    assert mask[1] is not None
+    assert mask[2] is not None
+    assert (mask[2] == 0).any()  # some units really dropped
+    dx, dws = backward(network, g)
     np.testing.assert_allclose(dx, numeric(loss, x), rtol=1e-6, atol=1e-9)
     for dw, (w, _) in zip(dws, params, strict=True):
         np.testing.assert_allclose(dw, numeric(loss, w), rtol=1e-6, atol=1e-9)
@@ -138,22 +129,29 @@ def test_batch_norm_backward_is_the_papers_formula(placement: str) -> None:
     x = rng.normal(2.0, 3.0, size=(6, 4))
     dy = rng.normal(size=(6, 4))
     bn = BatchNorm(placement=placement, gamma=1.7, beta=0.4)  # type: ignore[arg-type]
-    y, norm = batch_norm(x, bn)
+    layer = BatchNormLayer(bn, 4, x.dtype)
+    y = layer.forward(x, "train")
     n = x.shape[0]
     sigma = np.sqrt(x.var(axis=0) + bn.eps)
     xhat = (x - x.mean(axis=0)) / sigma
     np.testing.assert_allclose(y, bn.gamma * xhat + bn.beta, rtol=1e-12)
     expected = (bn.gamma / sigma) / n * (n * dy - dy.sum(0) - xhat * (dy * xhat).sum(0))
-    np.testing.assert_allclose(batch_norm_backward(dy, norm), expected, rtol=1e-10)
-    numeric_dx = numeric(lambda: float(np.sum(dy * batch_norm(x, bn)[0])), x)
+    np.testing.assert_allclose(layer.backward(dy.copy()), expected, rtol=1e-10)
+    np.testing.assert_allclose(layer.gamma.grad, (dy * xhat).sum(0), rtol=1e-12)  # type: ignore[arg-type]
+    np.testing.assert_allclose(layer.beta.grad, dy.sum(0), rtol=1e-12)  # type: ignore[arg-type]
+
+    def loss() -> float:
+        return float(np.sum(dy * BatchNormLayer(bn, 4, x.dtype).forward(x, "train")))
+
+    numeric_dx = numeric(loss, x)
     np.testing.assert_allclose(expected, numeric_dx, rtol=1e-6, atol=1e-9)
 
 
 def test_the_simulation_reports_the_checked_gradients() -> None:
     job = tiny_job()
     x, params, g = tiny_net(job)
-    _, kept = forward(job, x, params)
-    dx, _ = backward(kept, g)
+    _, network = forward(job, x, params)
+    dx, _ = backward(network, g)
     sim = simulate(job)
     assert sim.input_grad_rms == pytest.approx(float(np.sqrt(np.mean(dx**2))), rel=1e-12)
     assert sim.layers[-1].gradients.output_grad_rms == pytest.approx(
@@ -166,7 +164,8 @@ def test_the_simulation_reports_the_checked_gradients() -> None:
 
 def test_dropout_keeps_one_minus_rate_and_scales_the_kept_values() -> None:
     rate = 0.3
-    mask = dropout_mask(rate, (2000, 100), np.dtype("float32"), dropout_stream(0, 1))
+    f32 = np.dtype("float32")
+    mask = dropout_mask(rate, LayerDropout(0, 1).keep(rate, (2000, 100), f32), f32)
     assert mask.dtype == np.float32
     assert np.unique(mask).tolist() == [0.0, pytest.approx(1 / 0.7)]
     assert np.mean(mask > 0) == pytest.approx(0.7, abs=0.005)
@@ -174,10 +173,11 @@ def test_dropout_keeps_one_minus_rate_and_scales_the_kept_values() -> None:
 
 
 def test_higher_rates_drop_a_superset_and_layers_have_their_own_masks() -> None:
-    low = dropout_mask(0.2, (50, 40), np.dtype("float64"), dropout_stream(5, 2))
-    high = dropout_mask(0.5, (50, 40), np.dtype("float64"), dropout_stream(5, 2))
+    f64 = np.dtype("float64")
+    low = dropout_mask(0.2, LayerDropout(5, 2).keep(0.2, (50, 40), f64), f64)
+    high = dropout_mask(0.5, LayerDropout(5, 2).keep(0.5, (50, 40), f64), f64)
     assert np.all((high > 0) <= (low > 0))
-    other = dropout_mask(0.5, (50, 40), np.dtype("float64"), dropout_stream(5, 3))
+    other = dropout_mask(0.5, LayerDropout(5, 3).keep(0.5, (50, 40), f64), f64)
     assert not np.array_equal(high, other)
 
 
@@ -198,9 +198,9 @@ def test_variants_that_differ_only_in_init_share_the_masks() -> None:
     zeros = [[layer.activations.zero_fraction for layer in r.layers] for r in results]
     assert zeros[0] != zeros[1]  # the networks differ ...
     x, params, _ = tiny_net(one)
-    masks_one = [k.mask for k in forward(one, x, params)[1]]
+    masks_one = masks(forward(one, x, params)[1])
     x, params, _ = tiny_net(two)
-    masks_two = [k.mask for k in forward(two, x, params)[1]]
+    masks_two = masks(forward(two, x, params)[1])
     for a, b in zip(masks_one, masks_two, strict=True):  # ... the masks do not
         assert a is not None
         assert b is not None
@@ -405,11 +405,12 @@ def test_a_variant_cannot_patch_and_replace_the_network(client: Any) -> None:
 def test_a_constant_column_normalises_to_beta_even_with_the_smallest_eps_in_float32() -> None:
     x = np.zeros((5, 2), dtype=np.float32)
     x[:, 1] = np.arange(5)
-    y, norm = batch_norm(x, BatchNorm(gamma=2.0, beta=0.5, eps=1e-30))
+    layer = BatchNormLayer(BatchNorm(gamma=2.0, beta=0.5, eps=1e-30), 2, x.dtype)
+    y = layer.forward(x, "train")
     assert y.dtype == np.float32
     np.testing.assert_array_equal(y[:, 0], 0.5)
     np.testing.assert_allclose(y[:, 1], 2.0 * (np.arange(5) - 2) / np.sqrt(2) + 0.5, rtol=1e-6)
-    assert np.isfinite(batch_norm_backward(np.ones_like(x), norm)).all()
+    assert np.isfinite(layer.backward(np.ones_like(x))).all()
 
 
 def test_the_jacobian_with_dropout_is_each_samples_own_derivative() -> None:
@@ -417,8 +418,8 @@ def test_the_jacobian_with_dropout_is_each_samples_own_derivative() -> None:
     layers = [{**layer, "batch_norm": None} for layer in TINY_LAYERS]
     job = tiny_job(layers)
     x, params, _ = tiny_net(job)
-    _, kept = forward(job, x, params)
-    batched = jacobians([(state.w, state.gain()) for state in kept], 2)
+    _, network = forward(job, x, params)
+    batched = jacobians(network, 2)
     for i in range(2):
         for q in range(batched.shape[2]):
             fd = numeric(lambda i=i, q=q: float(forward(job, x, params)[0][i, q]), x)

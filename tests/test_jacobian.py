@@ -16,15 +16,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from initscope.engine.analysis import analyze
-from initscope.engine.simulation import (
-    _FIRST_LAYER_STREAM,
-    _INPUT_STREAM,
-    draw_parameters,
-    jacobians,
-    make_input,
-    simulate,
-    streams,
-)
+from initscope.engine.layers import JacobianProduct
+from initscope.engine.network import input_stream
+from initscope.engine.simulation import analysis_network, make_input, simulate
 from initscope.jobs import AnalysisJob
 from initscope.results import JacobianSpectrum
 
@@ -65,12 +59,8 @@ def _network_function(job: AnalysisJob, params: list[tuple[np.ndarray, np.ndarra
 
 
 def _reference(job: AnalysisJob) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
-    rngs = streams(job.seed, len(job.layers))
-    x = make_input(job, rngs[_INPUT_STREAM])
-    params = [
-        draw_parameters(job, i, rngs[_FIRST_LAYER_STREAM + i - 1])
-        for i in range(1, len(job.layers) + 1)
-    ]
+    x = make_input(job, input_stream(job.seed))
+    params = [(b.dense.w.value, b.dense.b.value) for b in analysis_network(job).blocks]
     return x, params
 
 
@@ -113,7 +103,11 @@ def test_batched_product_matches_finite_differences() -> None:
         a = h @ w + b
         h = spec.activation.forward(a)
         kept.append((w, spec.activation.derivative(a, h)))
-    batched = jacobians(kept, k)
+    product = JacobianProduct(k)
+    for w, d in kept:
+        product.matmul(w)
+        product.scale(d, per_sample=True)
+    batched = product.result()
     assert batched.shape == (k, 3, 2)
 
     eps = 1e-6

@@ -15,15 +15,9 @@ from fastapi.testclient import TestClient
 from initscope.engine.activations import Linear
 from initscope.engine.analysis import analyze
 from initscope.engine.initializers import WEIGHT_INITS, Lsuv, Orthogonal, WeightInit
-from initscope.engine.simulation import (
-    _FIRST_LAYER_STREAM,
-    _INPUT_STREAM,
-    draw_parameters,
-    lsuv,
-    make_input,
-    simulate,
-    streams,
-)
+from initscope.engine.layers import lsuv
+from initscope.engine.network import input_stream
+from initscope.engine.simulation import analysis_network, make_input, simulate
 from initscope.results import Simulation
 from pydantic import TypeAdapter, ValidationError
 
@@ -159,11 +153,11 @@ def test_non_finite_output_stops_without_converging() -> None:
 def test_reported_scale_and_sigma_w2_describe_the_final_weights() -> None:
     job = make_job(_body("relu", {"scheme": "lsuv"}, dtype="float64"))
     sim = simulate(job)
-    rngs = streams(job.seed, len(job.layers))
-    h = make_input(job, rngs[_INPUT_STREAM])
-    for index, (layer, spec) in enumerate(zip(sim.layers, job.layers, strict=True), 1):
+    h = make_input(job, input_stream(job.seed))
+    drawn = analysis_network(job).blocks  # as drawn, before LSUV
+    for layer, spec, block in zip(sim.layers, job.layers, drawn, strict=True):
         assert layer.lsuv is not None
-        w0, b = draw_parameters(job, index, rngs[_FIRST_LAYER_STREAM + index - 1])
+        w0, b = block.dense.w.value, block.dense.b.value
         w = w0 * layer.lsuv.scale
         assert layer.sigma_w2 == pytest.approx(100 * np.var(w), rel=1e-9)
         # Not the pre-init's sigma_w^2 = 1: the data decides (measured 1.7 to 3.0).

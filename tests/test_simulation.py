@@ -7,16 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 from initscope.engine.analysis import analyze
-from initscope.engine.simulation import (
-    _FIRST_LAYER_STREAM,
-    _GRADIENT_STREAM,
-    _INPUT_STREAM,
-    draw_parameters,
-    make_input,
-    make_upstream,
-    simulate,
-    streams,
-)
+from initscope.engine.network import gradient_stream, input_stream
+from initscope.engine.simulation import analysis_network, make_input, make_upstream, simulate
 from initscope.engine.statistics import effective_rank, histogram
 from initscope.jobs import AnalysisJob
 
@@ -51,13 +43,9 @@ TINY: dict[str, Any] = {
 def _reference(
     job: AnalysisJob,
 ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
-    rngs = streams(job.seed, len(job.layers))
-    x = make_input(job, rngs[_INPUT_STREAM])
-    params = [
-        draw_parameters(job, i, rngs[_FIRST_LAYER_STREAM + i - 1])
-        for i in range(1, len(job.layers) + 1)
-    ]
-    g = make_upstream(job, rngs[_GRADIENT_STREAM])
+    x = make_input(job, input_stream(job.seed))
+    params = [(b.dense.w.value, b.dense.b.value) for b in analysis_network(job).blocks]
+    g = make_upstream(job, gradient_stream(job.seed))
     return x, params, g
 
 
@@ -154,11 +142,11 @@ def test_input_and_upstream_gradient_do_not_depend_on_the_network() -> None:
             },
         }
     )
-    xa = make_input(a, streams(a.seed, len(a.layers))[_INPUT_STREAM])
-    xb = make_input(b, streams(b.seed, len(b.layers))[_INPUT_STREAM])
+    xa = make_input(a, input_stream(a.seed))
+    xb = make_input(b, input_stream(b.seed))
     np.testing.assert_array_equal(xa, xb)
-    ga = make_upstream(a, streams(a.seed, 9)[_GRADIENT_STREAM])
-    gb = make_upstream(b, streams(b.seed, 2)[_GRADIENT_STREAM])
+    ga = make_upstream(a, gradient_stream(a.seed))
+    gb = make_upstream(b, gradient_stream(b.seed))
     np.testing.assert_array_equal(ga, gb)
 
 

@@ -12,22 +12,19 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from initscope.config import Settings
+from initscope.engine.analysis import analyze
+from initscope.engine.initializers import Lsuv
+from initscope.engine.layers import BatchNorm, Parameter
 from initscope.train_schemas import TrainRequest
 from initscope.training.datasets import Digits, Spirals, Teacher, make_dataset, validation_count
 from initscope.training.loop import (
-    Adam,
-    BatchNormHook,
-    Dense,
-    Momentum,
-    Parameter,
-    Sgd,
     TrainJob,
-    Update,
+    analysis_job,
     build_network,
-    forward,
     loss_and_gradients,
     train,
 )
+from initscope.training.optimizers import Adam, Momentum, Sgd, Update
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "service" / "initscope" / "examples"
 
@@ -73,6 +70,12 @@ def test_sigmoid_with_std_001_does_not_move_and_the_diagnosis_held(task: dict[st
     assert "vanishing gradients predicted" in check.claims[0].evidence
 
 
+def _grads(params: list[Parameter]) -> list[np.ndarray]:
+    grads = [p.grad for p in params]
+    assert all(g is not None for g in grads)
+    return [np.array(g) for g in grads]
+
+
 def _tiny(dtype: str = "float64", **extra: Any) -> TrainJob:
     body = {
         "network": {
@@ -98,20 +101,20 @@ def _tiny(dtype: str = "float64", **extra: Any) -> TrainJob:
 def test_backprop_matches_central_finite_differences(weight_decay: float) -> None:
     job = _tiny(weight_decay=weight_decay)
     data = make_dataset(job.task, np.random.default_rng(1), "float64")
-    layers = build_network(job, data.x_train)
+    network = build_network(job, data.x_train)
     x, y = data.x_train[:16], data.y_train[:16]
-    loss_and_gradients(layers, x, y, weight_decay)
-    params = [p for layer in layers for p in layer.parameters()]
-    analytic = [p.grad.copy() for p in params]
+    loss_and_gradients(network, x, y, weight_decay)
+    params = network.parameters()
+    analytic = _grads(params)
     eps = 1e-6
     for p, grad in zip(params, analytic, strict=True):
         numeric = np.zeros_like(p.value)
         for index in np.ndindex(p.value.shape):
             keep = p.value[index]
             p.value[index] = keep + eps
-            up, _ = loss_and_gradients(layers, x, y, weight_decay)
+            up, _ = loss_and_gradients(network, x, y, weight_decay)
             p.value[index] = keep - eps
-            down, _ = loss_and_gradients(layers, x, y, weight_decay)
+            down, _ = loss_and_gradients(network, x, y, weight_decay)
             p.value[index] = keep
             numeric[index] = (up - down) / (2 * eps)
         np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
@@ -120,21 +123,23 @@ def test_backprop_matches_central_finite_differences(weight_decay: float) -> Non
 def test_backprop_through_dropout_matches_finite_differences_with_the_mask_fixed() -> None:
     job = _tiny(dropout=0.5)
     data = make_dataset(job.task, np.random.default_rng(1), "float64")
-    layers = build_network(job, data.x_train)
+    network = build_network(job, data.x_train)
     x, y = data.x_train[:16], data.y_train[:16]
-    loss_and_gradients(layers, x, y, 0.0)  # draws the masks
-    masks = [hook.mask for layer in layers for hook in layer.hooks]  # type: ignore[attr-defined]
+    loss_and_gradients(network, x, y, 0.0)  # draws the masks
+    masks = [b.dropout.mask for b in network.blocks if b.dropout is not None]
+    assert len(masks) == 2
     assert all(m is not None and (m == 0).any() and (m == 2).any() for m in masks)
-    w = layers[0].w
-    analytic = w.grad.copy()
+    w = network.blocks[0].dense.w
+    [analytic] = _grads([w])
 
     def loss_with_masks() -> float:
         h = x
-        for layer in layers:
-            a = h @ layer.w.value + layer.b.value
-            h = layer.activation.forward(a)
-            for hook in layer.hooks:
-                h = h * hook.mask  # type: ignore[attr-defined]
+        for block in network.blocks:
+            a = h @ block.dense.w.value + block.dense.b.value
+            h = block.activation.fn.forward(a)
+            if block.dropout is not None:
+                assert block.dropout.mask is not None
+                h = h * block.dropout.mask
         z = h - h.max(axis=1, keepdims=True)
         return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]))
 
@@ -174,54 +179,54 @@ def test_backprop_through_batch_norm_matches_central_finite_differences(placemen
     job = _tiny_bn(placement, weight_decay=0.1)
     assert all(layer.batch_norm is not None for layer in job.layers)
     data = make_dataset(job.task, np.random.default_rng(1), "float64")
-    layers = build_network(job, data.x_train)
-    hooks = [*layers[0].pre, *layers[0].hooks]
-    assert len(hooks) == 1
-    assert isinstance(hooks[0], BatchNormHook)
-    assert (layers[0].pre != []) == (placement == "before")
+    network = build_network(job, data.x_train)
+    first = network.blocks[0]
+    assert (first.before is not None) == (placement == "before")
+    assert (first.after is not None) == (placement == "after")
     x, y = data.x_train[:16], data.y_train[:16]
-    loss_and_gradients(layers, x, y, 0.1)
-    params = [p for layer in layers for p in layer.parameters()]
+    loss_and_gradients(network, x, y, 0.1)
+    params = network.parameters()
     assert len(params) == 2 * 3 + 2 * 2  # W, b per layer; gamma, beta per hidden layer
-    analytic = [p.grad.copy() for p in params]
+    analytic = _grads(params)
     eps = 1e-6
     for p, grad in zip(params, analytic, strict=True):
         numeric = np.zeros_like(p.value)
         for index in np.ndindex(p.value.shape):
             keep = p.value[index]
             p.value[index] = keep + eps
-            up, _ = loss_and_gradients(layers, x, y, 0.1)
+            up, _ = loss_and_gradients(network, x, y, 0.1)
             p.value[index] = keep - eps
-            down, _ = loss_and_gradients(layers, x, y, 0.1)
+            down, _ = loss_and_gradients(network, x, y, 0.1)
             p.value[index] = keep
             numeric[index] = (up - down) / (2 * eps)
         np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
     # BN removes a shift of its input: the bias before it gets no gradient
     if placement == "before":
-        np.testing.assert_allclose(layers[0].b.grad, 0, atol=1e-12)
+        np.testing.assert_allclose(_grads([first.dense.b])[0], 0, atol=1e-12)
 
 
 def test_batch_norm_keeps_pytorchs_running_statistics_and_evaluates_with_them() -> None:
     job = _tiny_bn("before")
     data = make_dataset(job.task, np.random.default_rng(1), "float64")
-    layers = build_network(job, data.x_train)
-    bn = layers[0].pre[0]
-    assert isinstance(bn, BatchNormHook)
+    network = build_network(job, data.x_train)
+    first = network.blocks[0]
+    bn = first.before
+    assert isinstance(bn, BatchNorm)
     np.testing.assert_array_equal(bn.gamma.value, 1.5)
     np.testing.assert_array_equal(bn.beta.value, 0.2)
     x = data.x_train[:16]
-    a = x @ layers[0].w.value + layers[0].b.value
-    layers[0].forward(x, training=True)
+    a = x @ first.dense.w.value + first.dense.b.value
+    first.forward(x, "train")
     # torch.nn.BatchNorm1d(momentum=0.1): running = 0.9 running + 0.1 batch (unbiased var)
     np.testing.assert_allclose(bn.running_mean, 0.1 * a.mean(axis=0))
     np.testing.assert_allclose(bn.running_var, 0.9 + 0.1 * a.var(axis=0, ddof=1))
     batch = data.x_train[:8]
-    alone = forward(layers, batch[:1], training=False)[-1]
-    with_others = forward(layers, batch, training=False)[-1][:1]
+    alone = network.forward(batch[:1], "eval")
+    with_others = network.forward(batch, "eval")[:1]
     np.testing.assert_allclose(alone, with_others, rtol=1e-12)
     # in training mode the same row's output does depend on its batch
-    trained_alone = forward(layers, batch[:2], training=True)[-1][:1]
-    trained_with_others = forward(layers, batch, training=True)[-1][:1]
+    trained_alone = network.forward(batch[:2], "train")[:1]
+    trained_with_others = network.forward(batch, "train")[:1]
     assert not np.allclose(trained_alone, trained_with_others)
 
 
@@ -230,21 +235,21 @@ def test_layer_dropout_wins_over_the_requests_and_weight_decay_spares_gamma_and_
     layered = dataclasses.replace(
         job, layers=(dataclasses.replace(job.layers[0], dropout=0.6), job.layers[1])
     )
-    layers = build_network(
+    network = build_network(
         layered, make_dataset(job.task, np.random.default_rng(1), "float64").x_train
     )
-    rates = [[h.rate for h in layer.hooks] for layer in layers]  # type: ignore[attr-defined]
+    rates = [[b.dropout.rate] if b.dropout is not None else [] for b in network.blocks]
     assert rates == [[0.6], [0.3], []]
-    bn_layers = build_network(_tiny_bn("after"), np.ones((4, 3)))
-    assert [p.decay for p in bn_layers[0].parameters()] == [True, False, False, False]
+    bn_network = build_network(_tiny_bn("after"), np.ones((4, 3)))
+    assert [p.decay for p in bn_network.blocks[0].parameters()] == [True, False, False, False]
 
 
 def _one_parameter_trajectory(optimizer: Sgd | Momentum | Adam, grads: list[float]) -> list[float]:
-    p = Parameter(np.array([1.0]), np.zeros(1), decay=True)
+    p = Parameter(np.array([1.0]), decay=True)
     update = Update(optimizer, [p])
     out = []
     for g in grads:
-        p.grad[...] = g
+        p.grad = np.array([g])
         update.step()
         out.append(float(p.value[0]))
     return out
@@ -275,19 +280,23 @@ def test_training_is_deterministic_for_a_seed_and_seeds_differ() -> None:
     assert other != train(job).history
 
 
-def test_the_network_at_step_0_is_the_one_analyze_draws() -> None:
-    job = _tiny()
+def test_the_step_0_analysis_measures_the_network_that_trains() -> None:
+    """A training-mode pass of /train's network at step 0 on the analysis rows gives the
+    per-layer statistics /train's step-0 analysis reports (LSUV and batch norm included)."""
+    job = _tiny_bn("before")
+    lsuv = dataclasses.replace(job.layers[1], init=Lsuv(), batch_norm=None)
+    job = dataclasses.replace(job, layers=(job.layers[0], lsuv))
     data = make_dataset(job.task, np.random.default_rng(0), "float64")
-    from initscope.engine.simulation import draw_parameters, streams
-    from initscope.training.loop import analysis_job
-
-    layers: list[Dense] = build_network(job, data.x_train)
-    analysis = analysis_job(job, data.x_train[:8])
-    rngs = streams(job.seed, len(job.layers))
-    for index, layer in enumerate(layers[:-1], start=1):
-        w, b = draw_parameters(analysis, index, rngs[1 + index])
-        np.testing.assert_array_equal(layer.w.value, w)
-        np.testing.assert_array_equal(layer.b.value, b)
+    rows = data.x_train[:8]
+    network = build_network(job, rows)
+    measured = analyze(analysis_job(job, rows)).simulation.layers
+    h = rows
+    for block, layer in zip(network.blocks[:-1], measured, strict=True):
+        h = block.forward(h, "train")
+        assert layer.activations.mean == pytest.approx(float(h.mean()), rel=1e-9, abs=1e-12)
+        assert layer.activations.std == pytest.approx(float(h.std()), rel=1e-9)
+    assert measured[1].lsuv is not None
+    assert measured[1].lsuv.iterations > 0
 
 
 def test_tasks_split_once_into_disjoint_parts() -> None:

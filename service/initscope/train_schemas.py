@@ -29,7 +29,8 @@ from initscope.schema_base import (
     variant_networks,
 )
 from initscope.training.datasets import InlineTask, Spirals, Task
-from initscope.training.loop import Claim, Optimizer, Sgd, TrainComparison, TrainJob, TrainResult
+from initscope.training.loop import Claim, TrainComparison, TrainJob, TrainResult
+from initscope.training.optimizers import Optimizer, Sgd
 from initscope.training.search import SearchAxis, SearchJob, SearchResult
 
 Rate = Annotated[float, Field(ge=0, le=0.9, allow_inf_nan=False)]

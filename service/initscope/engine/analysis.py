@@ -11,6 +11,7 @@ import numpy as np
 from initscope import __version__
 from initscope.engine import theory
 from initscope.engine.diagnosis import diagnose
+from initscope.engine.floating import applies_policy
 from initscope.engine.simulation import simulate
 from initscope.jobs import AnalysisJob
 from initscope.labels import layer_span
@@ -150,6 +151,7 @@ def predict(job: AnalysisJob, sim: Simulation) -> NetworkTheory:
     )
 
 
+@applies_policy
 def analyze(job: AnalysisJob) -> Analysis:
     """Top-level and picklable: what the process pool runs for /analyze."""
     start = time.perf_counter()

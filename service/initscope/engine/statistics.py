@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from initscope.engine.floating import applies_policy
 from initscope.results import Histogram
 
 FloatArray = NDArray[np.floating[Any]]
@@ -41,6 +42,7 @@ class Summary:
         return float(np.sqrt(self.mean_square))
 
 
+@applies_policy
 def summarise(x: FloatArray) -> Summary:
     """Moments of the finite values of ``x``: NumPy's vectorised reductions, float64 sums.
 
@@ -95,6 +97,7 @@ def _bins_of(
     return out
 
 
+@applies_policy
 def histogram(
     x: FloatArray, bins: int, value_range: tuple[float, float], *, finite: bool = False
 ) -> Histogram:
@@ -121,8 +124,7 @@ def histogram(
     dtype = flat.dtype
     edges = np.linspace(lo, hi, bins + 1)
     thresholds = _thresholds(edges, dtype)
-    with np.errstate(over="ignore", divide="ignore"):
-        scale = bins / (hi - lo)
+    scale = bins / (hi - lo)  # may overflow to inf: then binned by search below
     delta = 16 * float(np.finfo(np.float64).eps) * (np.abs(edges) + abs(lo) + abs(hi))
     direct = bool(
         math.isfinite(scale) and np.isfinite(thresholds).all() and (delta * scale < 0.25).all()
@@ -190,6 +192,7 @@ class DerivativeSummary:
     alive: NDArray[np.bool_]  # per unit: phi'(a) != 0 on some sample
 
 
+@applies_policy
 def summarise_derivative(d: FloatArray, limit: float) -> DerivativeSummary:
     """E[phi'(a)^2], how many phi'(a) fall below ``limit``, and which units ever pass gradient."""
     return DerivativeSummary(
@@ -199,17 +202,20 @@ def summarise_derivative(d: FloatArray, limit: float) -> DerivativeSummary:
     )
 
 
+@applies_policy
 def sum_squares(x: FloatArray) -> float:
     """``sum(x^2)`` over all values (NaN/inf propagate), accumulated in float64."""
     flat = x.reshape(-1)
     return float(np.einsum("i,i->", flat, flat, dtype=np.float64))
 
 
+@applies_policy
 def rms(x: FloatArray) -> float:
     """Root mean square; NaN for an empty array, inf/NaN propagate."""
     return float(np.sqrt(sum_squares(x) / x.size)) if x.size else float("nan")
 
 
+@applies_policy
 def effective_rank(h: FloatArray) -> float | None:
     """Entropy effective rank of the column-centred matrix (Roy & Vetterli, EUSIPCO 2007).
 
@@ -243,6 +249,7 @@ def effective_rank(h: FloatArray) -> float | None:
     return float(np.exp(-np.sum(p * np.log(p))))
 
 
+@applies_policy
 def distinct_units(h: FloatArray, live: NDArray[np.bool_], spread: float, largest: float) -> int:
     """Number of distinct functions among the live units.
 

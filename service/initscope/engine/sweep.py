@@ -19,6 +19,7 @@ import numpy as np
 from initscope.engine import theory
 from initscope.engine.activations import Activation, ActivationFn
 from initscope.engine.diagnosis import diagnose
+from initscope.engine.floating import applies_policy
 from initscope.engine.initializers import BiasNormal, BiasZeros, Normal
 from initscope.engine.simulation import simulate
 from initscope.jobs import AnalysisJob, LayerSpec, NormalInput, RandomNormalGradient, Thresholds
@@ -180,20 +181,20 @@ def critical_curve(job: SweepJob) -> tuple[tuple[tuple[float, float], ...] | Non
     return tuple(points), "chi_1(q*) = 1 (Schoenholz et al. 2017)"
 
 
+@applies_policy
 def run_sweep(job: SweepJob, tick: Callable[[], object] | None = None) -> SweepResult:
     """Top-level and picklable: what the process pool runs for /sweep; ``tick`` is called
     after each row of the grid (the command line's progress bar)."""
     sim_rows: list[tuple[Value, ...]] = []
     pred_rows: list[tuple[Value, ...]] = []
-    with np.errstate(all="ignore"):
-        for row in job.cells():
-            if job.source != "theory":
-                sim_rows.append(tuple(simulated(job, c) for c in row))
-            if job.source != "simulation":
-                pred_rows.append(tuple(predicted(job, c) for c in row))
-            if tick is not None:
-                tick()
-        curve, note = critical_curve(job)
+    for row in job.cells():
+        if job.source != "theory":
+            sim_rows.append(tuple(simulated(job, c) for c in row))
+        if job.source != "simulation":
+            pred_rows.append(tuple(predicted(job, c) for c in row))
+        if tick is not None:
+            tick()
+    curve, note = critical_curve(job)
     sim = None if job.source == "theory" else tuple(sim_rows)
     pred = None if job.source == "simulation" else tuple(pred_rows)
     return SweepResult(job, sim, pred, curve, note)

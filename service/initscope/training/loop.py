@@ -1,32 +1,23 @@
-"""Short training runs: mini-batch training of the spec'd network on a task, and a check of
+"""Short training runs: mini-batch training of the spec's network on a task, and a check of
 the diagnosis made at step 0.
 
-The network is the spec's dense layers (``a_l = h_{l-1} W_l + b_l``, ``h_l = phi_l(a_l)``,
-weights drawn exactly as :func:`initscope.engine.simulation.simulate` draws them, from the same
-per-layer streams) followed by a linear readout of ``classes`` units with the last layer's
-weight initialiser and zero bias (the book's ``MultiLayerNet``). The loss is the mean softmax
-cross-entropy over the batch,
+The network is the spec's layers (:mod:`initscope.engine.layers`, built by
+:func:`initscope.engine.network.build` from the same per-layer streams as /analyze, so the
+network at step 0 is the one /analyze draws) followed by a linear readout of ``classes`` units
+with the last layer's weight initialiser and zero bias (the book's ``MultiLayerNet``); LSUV
+layers are rescaled on the first training rows, each on the output of the layers before it in
+``"probe"`` mode (batch norm on the batch's statistics, no dropout). The loss is the mean
+softmax cross-entropy over the batch,
 
     L = -(1/B) sum_i log softmax(z_i)[y_i],   dL/dz = (softmax(z) - onehot(y)) / B,
 
-plus ``(lambda / 2) sum_l ||W_l||^2`` for weight decay (weights only, not biases: the book's
-rule; its gradient ``lambda W`` is what ``weight_decay`` adds in PyTorch's optimisers). Reported
-losses are the cross-entropy alone.
-
-Optimisers follow ``torch.optim`` (g: the gradient including the decay term, t: the step):
-
-- SGD: ``p <- p - lr g``;
-- momentum (``SGD(momentum=mu)``, no dampening, not Nesterov): ``v <- mu v + g`` (``v = g``
-  at t = 1), ``p <- p - lr v``;
-- Adam: ``m <- b1 m + (1 - b1) g``, ``s <- b2 s + (1 - b2) g^2``,
-  ``p <- p - lr (m / (1 - b1^t)) / (sqrt(s / (1 - b2^t)) + eps)``.
-
-Each layer runs its affine map, then its hooks in order; a hook is an object with
-``forward(x, training) -> y`` and ``backward(g) -> g_x`` that may own parameters
-(:meth:`parameters`): batch normalisation (:class:`BatchNormHook`, learned ``gamma`` and
-``beta``, running statistics out of training) before the activation (between the affine map
-and phi) or after it, and inverted dropout after the activation. Weight decay applies to the
-weights alone, not to biases, gamma or beta.
+plus ``(lambda / 2) sum_l ||W_l||^2`` for weight decay (weights only, not biases, not batch
+norm's gamma and beta: the book's rule; its gradient ``lambda W`` is what ``weight_decay`` adds
+in PyTorch's optimisers). Reported losses are the cross-entropy alone. A step is a
+``"train"``-mode forward (batch statistics, running statistics updated, dropout drawn from one
+training stream shared by all layers), the backward pass and the optimiser's update
+(:mod:`initscope.training.optimizers`); evaluation runs in ``"eval"`` mode (running
+statistics, no dropout).
 
 Data order, dropout masks and the data itself come from streams independent of the network,
 so variants trained under one seed see the same batches in the same order.
@@ -34,24 +25,25 @@ so variants trained under one seed see the same batches in the same order.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Protocol
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import ConfigDict, Field
 
 from initscope import __version__
-from initscope.engine.activations import ActivationFn, Linear
+from initscope.engine.activations import Linear
 from initscope.engine.analysis import analyze
-from initscope.engine.initializers import BiasZeros, Lsuv
-from initscope.engine.simulation import lsuv, streams
+from initscope.engine.floating import applies_policy
+from initscope.engine.initializers import BiasZeros
+from initscope.engine.layers import SharedDropout
+from initscope.engine.network import Network, build
 from initscope.jobs import (
     AnalysisJob,
-    BatchNorm,
     DType,
     LayerSpec,
     NormalInput,
@@ -68,12 +60,11 @@ from initscope.training.datasets import (
     make_dataset,
     validation_count,
 )
+from initscope.training.optimizers import Adam, Momentum, Sgd, Update
 
 FloatArray = NDArray[np.floating[Any]]
 IntArray = NDArray[np.intp]
 
-_FORBID = ConfigDict(extra="forbid")
-LearningRate = Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)]
 # The streams of the data, the batch order and the dropout masks: SeedSequence((seed, _TAG)),
 # whose entropy differs from the layers' SeedSequence(seed).
 _TAG = 0x7472_6169
@@ -86,32 +77,6 @@ MOVED_FRACTION = 0.1
 HELD_FRACTION = 0.5
 
 
-@dataclass(frozen=True)
-class Sgd:
-    __pydantic_config__ = _FORBID
-    name: Literal["sgd"] = "sgd"
-    learning_rate: LearningRate = 0.1
-
-
-@dataclass(frozen=True)
-class Momentum:
-    __pydantic_config__ = _FORBID
-    name: Literal["momentum"] = "momentum"
-    learning_rate: LearningRate = 0.01
-    momentum: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.9
-
-
-@dataclass(frozen=True)
-class Adam:
-    __pydantic_config__ = _FORBID
-    name: Literal["adam"] = "adam"
-    learning_rate: LearningRate = 0.001
-    beta1: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.9
-    beta2: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.999
-    eps: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 1e-8
-
-
-Optimizer = Annotated[Sgd | Momentum | Adam, Field(discriminator="name")]
 TaskSpec = Spirals | Teacher | Digits | InlineTask
 
 
@@ -187,224 +152,18 @@ class TrainJob:
 # --- the network ---------------------------------------------------------------------------
 
 
-class Hook(Protocol):
-    """A per-layer transformation with its own backward pass (batch norm, dropout)."""
-
-    def forward(self, x: FloatArray, training: bool) -> FloatArray: ...
-    def backward(self, g: FloatArray) -> FloatArray: ...
-    def parameters(self) -> list[Parameter]: ...
-
-
-@dataclass
-class Parameter:
-    value: FloatArray
-    grad: FloatArray
-    decay: bool  # weight decay applies (weights, not biases, not batch norm's gamma and beta)
-
-
-class Dropout:
-    """Inverted dropout (Srivastava et al. 2014): in training ``y = x m / (1 - p)`` with
-    ``m ~ Bernoulli(1 - p)`` per value, from the shared dropout stream; identity otherwise."""
-
-    def __init__(self, rate: float, rng: np.random.Generator) -> None:
-        self.rate = rate
-        self.rng = rng
-        self.mask: FloatArray | None = None
-
-    def forward(self, x: FloatArray, training: bool) -> FloatArray:
-        if not training:
-            self.mask = None
-            return x
-        keep = self.rng.random(x.shape, dtype=x.dtype) >= self.rate
-        self.mask = keep.astype(x.dtype) / x.dtype.type(1.0 - self.rate)
-        return x * self.mask
-
-    def backward(self, g: FloatArray) -> FloatArray:
-        return g if self.mask is None else g * self.mask
-
-    def parameters(self) -> list[Parameter]:
-        return []
-
-
-class BatchNormHook:
-    """Batch normalisation with learned ``gamma`` and ``beta`` per unit (Ioffe & Szegedy 2015,
-    arXiv:1502.03167), ``torch.nn.BatchNorm1d``'s rules. In training, the batch statistics of
-    :func:`initscope.engine.simulation.batch_norm` (biased variance, ``eps`` inside the root):
-
-        xhat = (x - mu_B) / sqrt(sigma_B^2 + eps),   y = gamma xhat + beta,
-
-    and the running estimates move by ``momentum`` = 0.1: ``mean <- 0.9 mean + 0.1 mu_B``,
-    ``var <- 0.9 var + 0.1 sigma_B^2 N / (N - 1)`` (the unbiased batch variance; a batch of
-    one row, whose variance is undefined, leaves them as they are). Out of training the
-    running estimates (0 and 1 at first) replace the batch's, so a row's output does not
-    depend on the other rows. Backward (training mode, the statistics differentiated):
-
-        dx = (gamma / sigma) / N (N dy - sum dy - xhat sum(dy xhat)),
-        dgamma = sum(dy xhat),   dbeta = sum(dy),
-
-    sums over the batch, per unit. ``gamma`` and ``beta`` start at the spec's constants and
-    carry no weight decay."""
-
-    MOMENTUM = 0.1
-
-    def __init__(self, spec: BatchNorm, units: int, dtype: np.dtype[Any]) -> None:
-        self.gamma = Parameter(np.full(units, spec.gamma, dtype), np.zeros(units, dtype), False)
-        self.beta = Parameter(np.full(units, spec.beta, dtype), np.zeros(units, dtype), False)
-        self.eps = dtype.type(spec.eps)
-        self.running_mean = np.zeros(units, dtype)
-        self.running_var = np.ones(units, dtype)
-        self._xhat: FloatArray | None = None
-        self._inv_sigma: FloatArray | None = None
-
-    def normalise(self, x: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-        """``xhat``, ``1 / sigma``, ``mu`` and the biased variance of the batch ``x``."""
-        mu = x.mean(axis=0)
-        centred = x - mu
-        var = np.mean(centred * centred, axis=0)
-        inv_sigma = 1.0 / np.sqrt(var + self.eps)
-        centred *= inv_sigma
-        return centred, inv_sigma, mu, var
-
-    def forward(self, x: FloatArray, training: bool) -> FloatArray:
-        if not training:
-            self._xhat = self._inv_sigma = None
-            xhat: FloatArray = (x - self.running_mean) / np.sqrt(self.running_var + self.eps)
-            return xhat * self.gamma.value + self.beta.value
-        xhat, inv_sigma, mu, var = self.normalise(x)
-        n = len(x)
-        if n > 1:
-            m = x.dtype.type(self.MOMENTUM)
-            self.running_mean *= 1 - m
-            self.running_mean += m * mu
-            self.running_var *= 1 - m
-            self.running_var += m * var * x.dtype.type(n / (n - 1))
-        self._xhat, self._inv_sigma = xhat, inv_sigma
-        return xhat * self.gamma.value + self.beta.value
-
-    def probe(self, x: FloatArray) -> FloatArray:
-        """The training-mode output on ``x`` with nothing stored or updated (LSUV's pass)."""
-        xhat, *_ = self.normalise(x)
-        return xhat * self.gamma.value + self.beta.value
-
-    def backward(self, g: FloatArray) -> FloatArray:
-        assert self._xhat is not None
-        assert self._inv_sigma is not None
-        xhat = self._xhat
-        np.sum(g * xhat, axis=0, out=self.gamma.grad)
-        np.sum(g, axis=0, out=self.beta.grad)
-        n = len(g)
-        dx: FloatArray = n * g - self.beta.grad - xhat * self.gamma.grad
-        dx *= self.gamma.value * self._inv_sigma / n
-        return dx
-
-    def parameters(self) -> list[Parameter]:
-        return [self.gamma, self.beta]
-
-
-class Dense:
-    """``h = post(phi(pre(x W + b)))``: the ``pre`` hooks (batch norm before the activation)
-    between the affine map and phi, the ``hooks`` after phi (batch norm after it, then
-    dropout); keeps what its backward pass needs."""
-
-    def __init__(
-        self,
-        w: FloatArray,
-        b: FloatArray,
-        activation: ActivationFn,
-        hooks: list[Hook],
-        pre: list[Hook] | None = None,
-    ) -> None:
-        self.w = Parameter(w, np.zeros_like(w), decay=True)
-        self.b = Parameter(b, np.zeros_like(b), decay=False)
-        self.activation = activation
-        self.pre: list[Hook] = pre or []
-        self.hooks = hooks
-        self._x: FloatArray | None = None
-        self._d: FloatArray | None = None
-
-    def forward(self, x: FloatArray, training: bool) -> FloatArray:
-        a: FloatArray = x @ self.w.value
-        a += self.b.value
-        for hook in self.pre:
-            a = hook.forward(a, training)
-        h = self.activation.forward(a)
-        if training:
-            self._x, self._d = x, self.activation.derivative(a, h)
-        for hook in self.hooks:
-            h = hook.forward(h, training)
-        return h
-
-    def probe(self, x: FloatArray) -> FloatArray:
-        """The output on ``x`` with batch norm on the batch's statistics and no dropout, nothing
-        stored: what :func:`initscope.engine.simulation.simulate` passes to the next layer's LSUV
-        (there with its dropout mask)."""
-
-        def apply(hooks: list[Hook], v: FloatArray) -> FloatArray:
-            for hook in hooks:
-                v = hook.probe(v) if isinstance(hook, BatchNormHook) else v
-            return v
-
-        return apply(
-            self.hooks, self.activation.forward(apply(self.pre, x @ self.w.value + self.b.value))
-        )
-
-    def backward(self, g: FloatArray) -> FloatArray:
-        """``g = dL/dh`` of this layer's output; fills the gradients, returns dL/dx."""
-        assert self._x is not None
-        assert self._d is not None
-        for hook in reversed(self.hooks):
-            g = hook.backward(g)
-        delta: FloatArray = g * self._d
-        for hook in reversed(self.pre):
-            delta = hook.backward(delta)
-        np.matmul(self._x.T, delta, out=self.w.grad)
-        np.sum(delta, axis=0, out=self.b.grad)
-        return delta @ self.w.value.T
-
-    def parameters(self) -> list[Parameter]:
-        hooks = [*self.pre, *self.hooks]
-        return [self.w, self.b, *(p for hook in hooks for p in hook.parameters())]
-
-
-def build_network(job: TrainJob, x_init: FloatArray) -> list[Dense]:
-    """The spec's layers and the readout, drawn from the per-layer streams of
-    :func:`initscope.engine.simulation.streams` (so layer l's weights are the ones /analyze draws
-    for the same seed); LSUV layers are rescaled on ``x_init``. Each hidden layer gets its batch
-    norm (before or after phi) and its dropout: the layer's own rate where it has one, else
-    the job's."""
-    specs = [*job.layers, LayerSpec(job.classes, Linear(), job.layers[-1].init, BiasZeros())]
-    rngs = streams(job.seed, len(specs))
-    dropout_rng = _streams(job.seed)[_DROPOUT]
-    dtype = np.dtype(job.dtype)
-    layers: list[Dense] = []
-    h = x_init
-    for index, (spec, (fan_in, fan_out)) in enumerate(zip(specs, job.fans, strict=True)):
-        rng = rngs[2 + index]  # simulation's _FIRST_LAYER_STREAM
-        w = spec.init.sample(rng, fan_in, fan_out, dtype)
-        b = spec.bias.sample(rng, fan_out, dtype)
-        if isinstance(spec.init, Lsuv):
-            lsuv(spec.init, spec.activation, h, w, b)  # rescales w in place
-        pre: list[Hook] = []
-        hooks: list[Hook] = []
-        if spec.batch_norm is not None:
-            bn = BatchNormHook(spec.batch_norm, fan_out, dtype)
-            (pre if spec.batch_norm.placement == "before" else hooks).append(bn)
-        rate = spec.dropout or (job.dropout if index < len(job.layers) else 0.0)
-        if rate:
-            hooks.append(Dropout(rate, dropout_rng))
-        layer = Dense(w, b, spec.activation, hooks, pre)
-        h = layer.probe(h)
-        layers.append(layer)
-    return layers
-
-
-def forward(layers: list[Dense], x: FloatArray, training: bool) -> list[FloatArray]:
-    """Every layer's output, the logits last."""
-    outputs = []
-    for layer in layers:
-        x = layer.forward(x, training)
-        outputs.append(x)
-    return outputs
+def build_network(job: TrainJob, x_init: FloatArray) -> Network:
+    """The spec's layers and the readout (:func:`initscope.engine.network.build`), LSUV layers
+    rescaled on ``x_init``. Each hidden layer keeps its own dropout rate where it has one, else
+    gets the job's; all draw their masks from the one training dropout stream."""
+    hidden = [dataclasses.replace(spec, dropout=spec.dropout or job.dropout) for spec in job.layers]
+    readout = LayerSpec(job.classes, Linear(), job.layers[-1].init, BiasZeros())
+    source = SharedDropout(_streams(job.seed)[_DROPOUT])
+    network = build(
+        [*hidden, readout], job.input_dim, job.seed, np.dtype(job.dtype), lambda _: source
+    )
+    network.initialise(x_init, "probe")
+    return network
 
 
 def softmax_cross_entropy(z: FloatArray, y: IntArray) -> tuple[float, FloatArray]:
@@ -421,64 +180,27 @@ def softmax_cross_entropy(z: FloatArray, y: IntArray) -> tuple[float, FloatArray
 
 
 def loss_and_gradients(
-    layers: list[Dense], x: FloatArray, y: IntArray, weight_decay: float, training: bool = True
+    network: Network, x: FloatArray, y: IntArray, weight_decay: float
 ) -> tuple[float, list[float]]:
-    """The training loss (cross-entropy plus the L2 term) of one batch, filling every
-    parameter's ``grad``; also the RMS of dL/dh_l per spec layer (the readout excluded),
-    scaled by the batch size: the RMS of the per-sample gradients."""
-    z = forward(layers, x, training)[-1]
+    """The training loss (cross-entropy plus the L2 term) of one batch after a ``"train"``-mode
+    forward pass, filling every parameter's ``grad``; also the RMS of dL/dh_l per spec layer
+    (the readout excluded), scaled by the batch size: the RMS of the per-sample gradients."""
+    z = network.forward(x, "train")
     loss, g = softmax_cross_entropy(z, y)
     rms: list[float] = []
-    for layer in reversed(layers):
-        if layer is not layers[-1]:
+    readout = network.blocks[-1]
+    for block in reversed(network.blocks):
+        if block is not readout:
             rms.append(float(np.sqrt(np.mean(np.square(g, dtype=np.float64)))) * len(y))
-        g = layer.backward(g)
+        g = block.backward(g)
     rms.reverse()
     if weight_decay:
-        for layer in layers:
-            loss += 0.5 * weight_decay * float(np.sum(np.square(layer.w.value, dtype=np.float64)))
-            layer.w.grad += weight_decay * layer.w.value
+        for p in network.parameters():
+            if p.decay:
+                assert p.grad is not None
+                loss += 0.5 * weight_decay * float(np.sum(np.square(p.value, dtype=np.float64)))
+                p.grad += weight_decay * p.value
     return loss, rms
-
-
-class Update:
-    """The optimiser's state and step, PyTorch's rules (module docstring)."""
-
-    def __init__(self, optimizer: Sgd | Momentum | Adam, params: list[Parameter]) -> None:
-        self.optimizer = optimizer
-        self.params = params
-        self.t = 0
-        self.state = [
-            (np.zeros_like(p.value), np.zeros_like(p.value))
-            if not isinstance(optimizer, Sgd)
-            else None
-            for p in params
-        ]
-
-    def step(self) -> None:
-        self.t += 1
-        opt = self.optimizer
-        lr = opt.learning_rate
-        for p, state in zip(self.params, self.state, strict=True):
-            if isinstance(opt, Sgd):
-                p.value -= lr * p.grad
-            elif isinstance(opt, Momentum):
-                assert state is not None
-                v = state[0]
-                v *= opt.momentum
-                v += p.grad
-                p.value -= lr * v
-            else:
-                assert state is not None
-                m, s = state
-                m *= opt.beta1
-                m += (1 - opt.beta1) * p.grad
-                s *= opt.beta2
-                s += (1 - opt.beta2) * np.square(p.grad)
-                m_hat_scale = lr / (1 - opt.beta1**self.t)
-                denom = np.sqrt(s / (1 - opt.beta2**self.t))
-                denom += opt.eps
-                p.value -= m_hat_scale * m / denom
 
 
 # --- results --------------------------------------------------------------------------------
@@ -541,8 +263,8 @@ def dataset(job: TrainJob) -> Dataset:
     return make_dataset(job.task, _streams(job.seed)[_DATA], job.dtype)
 
 
-def evaluate(layers: list[Dense], x: FloatArray, y: IntArray) -> tuple[float | None, float]:
-    z = forward(layers, x, training=False)[-1]
+def evaluate(network: Network, x: FloatArray, y: IntArray) -> tuple[float | None, float]:
+    z = network.forward(x, "eval")
     loss, _ = softmax_cross_entropy(z, y)
     return as_float(loss), float(np.mean(np.argmax(z, axis=1) == y))
 
@@ -574,6 +296,7 @@ class Run:
     data: Dataset
 
 
+@applies_policy
 def train(job: TrainJob) -> TrainResult:
     """Top-level and picklable: what the process pool runs for /train: the step-0 analysis,
     the run, and the check of one against the other."""
@@ -596,47 +319,48 @@ def train(job: TrainJob) -> TrainResult:
     )
 
 
+@applies_policy
 def fit(job: TrainJob, data: Dataset) -> Run:
     """Train on ``data.x_train`` for the job's epochs or steps, evaluating both sets on the
-    way; stops after the first epoch whose training loss is not finite."""
+    way; stops after the first epoch whose training loss is not finite (divergence is measured
+    and reported, never raised)."""
     order_rng = _streams(job.seed)[_ORDER]
     x_init = data.x_train[:ANALYSIS_ROWS]
     n = len(data.y_train)
     ratios: list[float] = []
     history: list[EpochRecord] = []
     diverged = False
-    with np.errstate(all="ignore"):  # divergence is measured and reported, never raised
-        layers = build_network(job, x_init)
-        update = Update(job.optimizer, [p for layer in layers for p in layer.parameters()])
-        history.append(_record(layers, data, 0, 0, []))
-        step = 0
-        for epoch in range(1, job.recorded_epochs + 1):
-            order = order_rng.permutation(n)
-            grad_rms: list[list[float]] = []
-            for first in range(0, n, job.batch_size):
-                if step == job.total_steps:
-                    break
-                batch = order[first : first + job.batch_size]
-                _, rms = loss_and_gradients(
-                    layers, data.x_train[batch], data.y_train[batch], job.weight_decay
-                )
-                update.step()
-                step += 1
-                grad_rms.append(rms)
-                if rms[-1] > 0 and math.isfinite(rms[0] / rms[-1]):
-                    ratios.append(rms[0] / rms[-1])
-            history.append(_record(layers, data, epoch, step, grad_rms))
-            if history[-1].train_loss is None:
-                diverged = True
+    network = build_network(job, x_init)
+    update = Update(job.optimizer, network.parameters())
+    history.append(_record(network, data, 0, 0, []))
+    step = 0
+    for epoch in range(1, job.recorded_epochs + 1):
+        order = order_rng.permutation(n)
+        grad_rms: list[list[float]] = []
+        for first in range(0, n, job.batch_size):
+            if step == job.total_steps:
                 break
+            batch = order[first : first + job.batch_size]
+            _, rms = loss_and_gradients(
+                network, data.x_train[batch], data.y_train[batch], job.weight_decay
+            )
+            update.step()
+            step += 1
+            grad_rms.append(rms)
+            if rms[-1] > 0 and math.isfinite(rms[0] / rms[-1]):
+                ratios.append(rms[0] / rms[-1])
+        history.append(_record(network, data, epoch, step, grad_rms))
+        if history[-1].train_loss is None:
+            diverged = True
+            break
     return Run(tuple(history), tuple(ratios), diverged, step, data)
 
 
 def _record(
-    layers: list[Dense], data: Dataset, epoch: int, step: int, grad_rms: list[list[float]]
+    network: Network, data: Dataset, epoch: int, step: int, grad_rms: list[list[float]]
 ) -> EpochRecord:
-    train_loss, train_acc = evaluate(layers, data.x_train, data.y_train)
-    val_loss, val_acc = evaluate(layers, data.x_val, data.y_val)
+    train_loss, train_acc = evaluate(network, data.x_train, data.y_train)
+    val_loss, val_acc = evaluate(network, data.x_val, data.y_val)
     per_layer: tuple[float | None, ...] = ()
     if grad_rms:
         squares = np.square(np.asarray(grad_rms, dtype=np.float64))

@@ -13,7 +13,9 @@ from typing import Literal
 
 import numpy as np
 
-from initscope.training.loop import Momentum, TrainJob, dataset, fit
+from initscope.engine.floating import applies_policy
+from initscope.training.loop import TrainJob, dataset, fit
+from initscope.training.optimizers import Momentum
 
 SearchParam = Literal["learning_rate", "weight_decay", "dropout", "momentum"]
 _TAG = 0x7365_6172  # the draws' stream: SeedSequence((seed, _TAG))
@@ -75,6 +77,7 @@ def with_value(job: TrainJob, param: SearchParam, value: float) -> TrainJob:
     return dataclasses.replace(job, dropout=value)
 
 
+@applies_policy
 def run_search(job: SearchJob, tick: Callable[[], object] | None = None) -> SearchResult:
     """Top-level and picklable: what the process pool runs for /search; ``tick`` is called
     after each trial (the command line's progress bar)."""
