@@ -85,7 +85,7 @@ def clipped(low: float) -> Analysis:
     return analyze(make_job(body))
 
 
-def book_comparison() -> Comparison:
+def book_comparison() -> Comparison[Analysis]:
     return Comparison(
         (
             Variant("std=1", book("std=1")),
@@ -504,7 +504,7 @@ def test_comparison_histograms_equal_each_variants_counts() -> None:
     comparison = book_comparison()
     fig = build_comparison_figure(comparison, FigureOptions("png"))
     found = histogram_panels(fig)
-    layers = [layer for v in comparison.variants for layer in v.analysis.simulation.layers]
+    layers = [layer for v in comparison.variants for layer in v.result.simulation.layers]
     assert len(found) == len(layers)
     for panel, layer in zip(found, layers, strict=True):
         patch = step(panel)

@@ -122,7 +122,7 @@ ANALYZE = Operation[AnalyzeRequest, AnalysisJob, Analysis, Analysis](
     render=render_analysis,
     progress="analysing",
 )
-COMPARE = Operation[CompareRequest, AnalysisJob, Analysis, Comparison](
+COMPARE = Operation[CompareRequest, AnalysisJob, Analysis, Comparison[Analysis]](
     name="compare",
     summary="Compare initialisations side by side",
     request=CompareRequest,

@@ -7,12 +7,14 @@ are defined beside their computations (``initscope.engine.sweep``, ``initscope.t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 
 from initscope.engine.initializers import WeightInit
 from initscope.jobs import BatchNorm
+
+R = TypeVar("R")  # what a variant of a comparison holds
 
 
 @dataclass(frozen=True)
@@ -251,13 +253,17 @@ def as_float(value: Any) -> float | None:
 
 
 @dataclass(frozen=True)
-class Variant:
+class Variant(Generic[R]):
+    """One named variant of a comparison: its :class:`Analysis` (/compare) or its training
+    run (/train)."""
+
     name: str
-    analysis: Analysis
+    result: R
 
 
 @dataclass(frozen=True)
-class Comparison:
-    """Several analyses of networks that saw the same input and upstream gradient."""
+class Comparison(Generic[R]):
+    """Several variants that saw the same data: the same input and upstream gradient
+    (analyses), or the same batches in the same order (training runs)."""
 
-    variants: tuple[Variant, ...]
+    variants: tuple[Variant[R], ...]

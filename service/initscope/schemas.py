@@ -499,13 +499,13 @@ class CompareResponse(Out):
     table: list[ComparisonRow]
 
     @classmethod
-    def from_result(cls, comparison: Comparison) -> CompareResponse:
+    def from_result(cls, comparison: Comparison[Analysis]) -> CompareResponse:
         return cls(
             variants=[
-                VariantOut(name=v.name, analysis=AnalyzeResponse.from_result(v.analysis))
+                VariantOut(name=v.name, analysis=AnalyzeResponse.from_result(v.result))
                 for v in comparison.variants
             ],
-            table=[ComparisonRow.of(v.name, v.analysis) for v in comparison.variants],
+            table=[ComparisonRow.of(v.name, v.result) for v in comparison.variants],
         )
 
 

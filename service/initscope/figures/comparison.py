@@ -43,12 +43,12 @@ from initscope.figures.panels import (
     title_lines,
 )
 from initscope.jobs import FigureOptions
-from initscope.results import Comparison
+from initscope.results import Analysis, Comparison
 
 __all__ = ["build_comparison_figure", "render_comparison"]
 
 
-def build_comparison_figure(comparison: Comparison, options: FigureOptions) -> Figure:
+def build_comparison_figure(comparison: Comparison[Analysis], options: FigureOptions) -> Figure:
     """A row per variant (its name and verdict at the left), a column per layer ("k-layer"),
     and a last "gradient" column whose panels share one log y axis. Rows of shallower
     variants leave their missing panels blank."""
@@ -56,11 +56,11 @@ def build_comparison_figure(comparison: Comparison, options: FigureOptions) -> F
         return _comparison_figure(comparison, options)
 
 
-def _comparison_figure(comparison: Comparison, options: FigureOptions) -> Figure:
+def _comparison_figure(comparison: Comparison[Analysis], options: FigureOptions) -> Figure:
     variants = comparison.variants
     if not variants:
         raise ValueError("a comparison needs at least one variant")
-    analyses = [variant.analysis for variant in variants]
+    analyses = [variant.result for variant in variants]
     depths = [len(a.simulation.layers) for a in analyses]
     depth = max(depths)
     rows, cols = len(variants), depth + 1
@@ -162,6 +162,6 @@ def _comparison_figure(comparison: Comparison, options: FigureOptions) -> Figure
     return fig
 
 
-def render_comparison(comparison: Comparison, options: FigureOptions) -> bytes:
+def render_comparison(comparison: Comparison[Analysis], options: FigureOptions) -> bytes:
     """PNG or SVG bytes of :func:`build_comparison_figure`; top-level and picklable."""
     return encode(build_comparison_figure(comparison, options), options)

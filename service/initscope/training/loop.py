@@ -50,7 +50,7 @@ from initscope.jobs import (
     RandomNormalGradient,
     Thresholds,
 )
-from initscope.results import Analysis, FindingCode, as_float
+from initscope.results import Analysis, Comparison, FindingCode, Variant, as_float
 from initscope.training.datasets import (
     Dataset,
     Digits,
@@ -437,12 +437,5 @@ def check_diagnosis(initial: Analysis, run: Run, thresholds: Thresholds) -> Diag
     )
 
 
-@dataclass(frozen=True)
-class TrainVariant:
-    name: str
-    result: TrainResult
-
-
-@dataclass(frozen=True)
-class TrainComparison:
-    variants: tuple[TrainVariant, ...]
+TrainVariant = Variant[TrainResult]
+TrainComparison = Comparison[TrainResult]
