@@ -41,7 +41,7 @@ from initscope.schemas import (
     to_jobs,
 )
 from initscope.train_schemas import SearchRequest, SearchResponse, TrainRequest, TrainResponse
-from initscope.training.loop import TrainComparison, TrainJob, TrainResult, TrainVariant, train
+from initscope.training.loop import TrainComparison, TrainJob, TrainResult, train
 from initscope.training.search import SearchJob, SearchResult, run_search
 
 Tick = Callable[[], object]
@@ -105,6 +105,11 @@ def _only(parts: Named[PartT]) -> PartT:
     return part
 
 
+def _compared(parts: Named[PartT]) -> Comparison[PartT]:
+    """The named results of the variants of a comparison (/compare, /train), in order."""
+    return Comparison(tuple(Variant(name, part) for name, part in parts))
+
+
 def _one(name: str) -> Callable[[Any, Settings], list[tuple[str, Any]]]:
     """``to_jobs`` of a request that makes one job: its ``job(settings)``."""
     return lambda request, settings: [(name, request.job(settings))]
@@ -129,7 +134,7 @@ COMPARE = Operation[CompareRequest, AnalysisJob, Analysis, Comparison[Analysis]]
     response=CompareResponse,
     to_jobs=to_jobs,
     compute=analyze,
-    combine=lambda parts: Comparison(tuple(Variant(*part) for part in parts)),
+    combine=_compared,
     to_json=CompareResponse.from_result,
     render=render_comparison,
     progress="analysing variants",
@@ -155,7 +160,7 @@ TRAIN = Operation[TrainRequest, TrainJob, TrainResult, TrainComparison](
     response=TrainResponse,
     to_jobs=lambda request, settings: request.jobs(settings),
     compute=train,
-    combine=lambda parts: TrainComparison(tuple(TrainVariant(*part) for part in parts)),
+    combine=_compared,
     to_json=TrainResponse.from_result,
     render=render_training,
     progress="training",

@@ -50,7 +50,7 @@ from initscope.jobs import (
     RandomNormalGradient,
     Thresholds,
 )
-from initscope.results import Analysis, Comparison, FindingCode, Variant, as_float
+from initscope.results import Analysis, Comparison, FindingCode, as_float
 from initscope.training.datasets import (
     Dataset,
     Digits,
@@ -437,5 +437,4 @@ def check_diagnosis(initial: Analysis, run: Run, thresholds: Thresholds) -> Diag
     )
 
 
-TrainVariant = Variant[TrainResult]
 TrainComparison = Comparison[TrainResult]
