@@ -180,3 +180,23 @@ def test_compare_examples_run(default_client: TestClient, name: str) -> None:
     response = default_client.post("/compare", json=body)
     assert response.status_code == 200, response.text
     assert len(response.json()["table"]) == len(body["variants"])
+
+
+@pytest.mark.parametrize("operation", ["compare", "train"])
+def test_a_variant_with_a_network_and_patches_is_refused(
+    client: TestClient, operation: str
+) -> None:
+    """A variant is a whole network or patches over the base: both at once would leave one
+    silently unused, so /compare and /train (one variant patch, schema_base) refuse it."""
+    network = {"input_dim": 2, "depth": 2, "width": 8, "activation": "tanh", "init": "he_normal"}
+    both = {"name": "b", "network": network, "activation": "relu"}
+    body: dict[str, Any] = {"variants": [{"name": "a"}, both]}
+    if operation == "compare":
+        body["base"] = network
+    else:
+        body |= {"network": network, "task": {"name": "spirals", "samples": 60}, "epochs": 1}
+    response = client.post(f"/{operation}", json=body)
+    assert response.status_code == 422
+    (error,) = response.json()["errors"]
+    assert error["loc"] == ["body", "variants", 1]
+    assert "not both" in error["msg"]

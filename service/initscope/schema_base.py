@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Annotated, Any, ClassVar, Literal, cast, get_args, get_type_hints
+from typing import Annotated, Any, ClassVar, Literal, Self, cast, get_args, get_type_hints
 
 from pydantic import (
     BaseModel,
@@ -30,6 +30,7 @@ from pydantic import (
     Tag,
     TypeAdapter,
     ValidationError,
+    model_validator,
 )
 from pydantic.config import JsonDict
 
@@ -223,6 +224,14 @@ class NetworkPatch(Strict):
     activation: ActivationIn | None = None
     init: WeightInitIn | None = None
     bias: BiasInitIn | None = None
+
+    @model_validator(mode="after")
+    def _network_or_patches(self) -> Self:
+        if self.network is not None and self.patches():
+            raise ValueError(
+                f"give either a whole network or patches ({', '.join(self.LAYER_FIELDS)}), not both"
+            )
+        return self
 
     def patches(self) -> dict[str, Any]:
         return {

@@ -160,14 +160,6 @@ class VariantSpec(NetworkPatch):
         default=None, description="Dropout rate for every layer (null: the base's)."
     )
 
-    @model_validator(mode="after")
-    def _network_or_patches(self) -> VariantSpec:
-        if self.network is not None and self.patches():
-            raise ValueError(
-                f"give either a whole network or patches ({', '.join(self.LAYER_FIELDS)}), not both"
-            )
-        return self
-
 
 class CompareRequest(Shared):
     base: Network | None = Field(
