@@ -24,13 +24,18 @@ that feeds LSUV while a training network is built).
 
 :class:`Sequential` is a layer made of layers; :class:`Block` is one layer of the request's
 spec (``a = h W + b``, optional batch norm before or after phi, phi, optional dropout), a
-``Sequential`` with names for its parts and LSUV as its data-dependent initialisation. What each
-part contributes to the per-layer statistics: the dense layer its input ``h_prev`` and weight
-gradient, the activation phi's input ``z`` and ``phi'(z)``, the block its output ``h``.
+``Sequential`` with names for its parts and LSUV as its data-dependent initialisation.
+
+The statistics are reported by the layer they describe: the dense layer its weight-gradient
+norm (:meth:`Dense.weight_grad_norm`), the activation the moments of phi's input, E[phi'^2],
+saturation and dead units (:meth:`Activation.statistics`), and the block, one layer of the
+analysis' answer, its output's moments, histogram, distinct units and effective rank together
+with its parts' (:meth:`Block.statistics`, asked for by :class:`Asked`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -41,10 +46,26 @@ from numpy.typing import NDArray
 from initscope.engine.activations import ActivationFn
 from initscope.engine.floating import applies_policy
 from initscope.engine.initializers import BiasInit, Lsuv, WeightInit
-from initscope.engine.statistics import sum_squares, summarise
+from initscope.engine.statistics import (
+    Summary,
+    data_range,
+    distinct_units,
+    effective_rank,
+    histogram,
+    sum_squares,
+    summarise,
+    summarise_derivative,
+)
 from initscope.jobs import BatchNorm as BatchNormSpec
 from initscope.jobs import LayerSpec
-from initscope.results import LsuvReport, as_float
+from initscope.results import (
+    ActivationStats,
+    GradientStats,
+    LayerResult,
+    LsuvReport,
+    Moments,
+    as_float,
+)
 
 FloatArray = NDArray[np.floating[Any]]
 Mode = Literal["train", "eval", "probe"]
@@ -182,6 +203,11 @@ class Dense:
         dx: FloatArray = g @ w.T
         return dx
 
+    def weight_grad_norm(self, samples: int) -> float:
+        """What a dense layer reports: the Frobenius norm of the sample-mean weight gradient,
+        ``||(1/n) x^T g||_F``, from the last statistics-only backward pass."""
+        return math.sqrt(self.grad_sum_squares) / samples
+
     def jacobian(self, product: JacobianProduct) -> None:
         product.matmul(self.w.value)
 
@@ -272,6 +298,28 @@ class BatchNorm:
         return [self.gamma, self.beta]
 
 
+@dataclass(frozen=True)
+class PhiStatistics:
+    """What an activation layer reports (:meth:`Activation.statistics`)."""
+
+    preactivations: Moments
+    mean_derivative_sq: float | None
+    saturated_fraction: float | None
+    alive: NDArray[np.bool_]  # per unit: phi' != 0 on some sample
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What the per-layer statistics are asked for: the histogram's bins and range (None: the
+    layer's own, :meth:`Block.histogram_range`), phi' below this fraction of its largest
+    slope counts as saturated, and whether to compute the effective rank."""
+
+    bins: int
+    histogram_range: tuple[float, float] | None
+    saturation_derivative: float
+    effective_rank: bool
+
+
 class Activation:
     """``h = phi(z)`` elementwise. Backward ``g phi'(z)``; Jacobian the diagonal ``phi'(z)``.
     In ``"train"`` mode keeps ``z`` and ``phi'(z)``, which the statistics read (phi's input,
@@ -296,6 +344,22 @@ class Activation:
     def jacobian(self, product: JacobianProduct) -> None:
         assert self.d is not None
         product.scale(self.d, per_sample=True)
+
+    def statistics(self, saturation_derivative: float) -> PhiStatistics:
+        """What phi reports, from its last training-mode pass: the moments of its input ``z``,
+        E[phi'(z)^2], the share of phi'(z) below ``saturation_derivative`` of phi's largest
+        slope (a saturating phi only), and the units whose phi' is 0 on every sample."""
+        assert self.z is not None, "statistics before a training-mode forward"
+        assert self.d is not None
+        fn: ActivationFn = self.fn
+        pre = summarise(self.z)
+        deriv = summarise_derivative(self.d, saturation_derivative * fn.max_derivative)
+        return PhiStatistics(
+            preactivations=Moments(as_float(pre.mean), as_float(pre.std)),
+            mean_derivative_sq=as_float(deriv.mean_square),
+            saturated_fraction=deriv.below / self.d.size if fn.saturating else None,
+            alive=deriv.alive,
+        )
 
     def parameters(self) -> list[Parameter]:
         return []
@@ -399,7 +463,9 @@ class Block(Sequential):
         dropout: DropoutSource,
     ) -> None:
         bn = spec.batch_norm
+        self.spec = spec
         self.init: WeightInit = spec.init
+        self.lsuv: LsuvReport | None = None  # what initialise() did, for an LSUV layer
         self.dense = Dense.draw(spec.init, spec.bias, (fan_in, spec.units), dtype, rng)
         self.before = BatchNorm(bn, spec.units, dtype) if bn and bn.placement == "before" else None
         self.activation = Activation(spec.activation)
@@ -414,8 +480,80 @@ class Block(Sequential):
         if not isinstance(self.init, Lsuv):
             return None
         w, b = self.dense.w.value, self.dense.b.value
-        _, _, report = lsuv(self.init, self.activation.fn, x, w, b)
-        return report
+        _, _, self.lsuv = lsuv(self.init, self.activation.fn, x, w, b)
+        return self.lsuv
+
+    def statistics(self, index: int, h: FloatArray, asked: Asked) -> LayerResult:
+        """What the block reports as layer ``index`` after its training-mode forward pass to
+        ``h``: the output's moments, histogram, zeros, distinct units and (on request) effective
+        rank; phi's statistics (:meth:`Activation.statistics`); the init's sigma_w^2 (for LSUV,
+        the rescaled W's own) and sigma_b^2. The gradients are filled in by the backward pass
+        (:meth:`Dense.weight_grad_norm`)."""
+        spec = self.spec
+        fan_in = self.dense.w.value.shape[0]
+        phi = self.activation.statistics(asked.saturation_derivative)
+        out = summarise(h)
+        all_finite = out.non_finite == 0
+        distinct: int | None = None  # not assessed on overflowed values
+        if all_finite:
+            column_means = h.mean(axis=0, dtype=np.float64)
+            spread = np.sqrt(max(out.mean_square - float(np.mean(column_means**2)), 0.0))
+            distinct = distinct_units(h, phi.alive, spread, max(-out.min, out.max))
+        if self.lsuv is None:
+            sigma_w2 = float(fan_in * spec.init.variance(fan_in, spec.units))
+        else:  # the rescaled W's own variance, not the pre-init's
+            sigma_w2 = fan_in * float(np.var(self.dense.w.value, dtype=np.float64))
+        return LayerResult(
+            index=index,
+            fan_in=fan_in,
+            units=spec.units,
+            activation=self.activation.fn.label,
+            init=init_label(spec.init),
+            sigma_w2=sigma_w2,
+            sigma_b2=float(spec.bias.variance()),
+            activations=ActivationStats(
+                mean=as_float(out.mean),
+                std=as_float(out.std),
+                rms=as_float(out.rms),
+                min=as_float(out.min),
+                max=as_float(out.max),
+                zero_fraction=out.zeros / out.size,
+                saturated_fraction=phi.saturated_fraction,
+                non_finite=out.non_finite,
+                histogram=histogram(
+                    h, asked.bins, asked.histogram_range or self.histogram_range(out)
+                ),
+            ),
+            preactivations=phi.preactivations,
+            mean_derivative_sq=phi.mean_derivative_sq,
+            dead_units=int(np.count_nonzero(~phi.alive)),
+            distinct_units=distinct,
+            effective_rank=effective_rank(h) if asked.effective_rank and all_finite else None,
+            gradients=GradientStats(None, None, None),  # filled in by the backward pass
+            batch_norm=spec.batch_norm,
+            dropout=spec.dropout,
+            lsuv=self.lsuv,
+        )
+
+    def histogram_range(self, out: Summary) -> tuple[float, float]:
+        """The histogram's default range: a bounded activation's natural range (widened by
+        dropout's 1 / (1 - rate)); with batch norm after phi, or an unbounded phi, the data's."""
+        fn: ActivationFn = self.activation.fn
+        if not fn.bounded or self.after is not None:
+            return data_range(out)
+        low, high = fn.natural_range
+        scale = 1.0 / (1.0 - self.spec.dropout)
+        return (low * scale, high * scale)
+
+
+def init_label(init: WeightInit) -> str:
+    """``scheme(param=value, ...)`` with every parameter, so the label alone says what ran."""
+    params = [
+        f"{field.name}={getattr(init, field.name)!r}"
+        for field in dataclasses.fields(init)
+        if field.name != "scheme"
+    ]
+    return f"{init.scheme}({', '.join(params)})" if params else init.scheme
 
 
 def output_variance(h: FloatArray) -> float:

@@ -34,32 +34,20 @@ and the sample's own dropout mask (:func:`initscope.engine.layers.jacobians`).
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from initscope.engine.activations import ActivationFn
 from initscope.engine.floating import applies_policy
-from initscope.engine.layers import jacobians
+from initscope.engine.layers import Asked, jacobians
 from initscope.engine.network import LayerDropout, Network, build, gradient_stream, input_stream
-from initscope.engine.statistics import (
-    Summary,
-    distinct_units,
-    effective_rank,
-    histogram,
-    rms,
-    summarise,
-    summarise_derivative,
-)
-from initscope.jobs import AnalysisJob, LayerSpec, NormalInput, OnesGradient
+from initscope.engine.statistics import data_range, histogram, rms, summarise
+from initscope.jobs import AnalysisJob, NormalInput, OnesGradient
 from initscope.results import (
-    ActivationStats,
     GradientStats,
     JacobianSpectrum,
     LayerResult,
-    Moments,
     Simulation,
     as_float,
 )
@@ -88,102 +76,6 @@ def make_upstream(job: AnalysisJob, rng: np.random.Generator) -> FloatArray:
     if isinstance(job.gradient, OnesGradient):
         return np.ones(shape, dtype=job.dtype)
     return rng.standard_normal(shape, dtype=job.dtype)
-
-
-def data_range(out: Summary) -> tuple[float, float]:
-    """The layer's own [min, max]; [0, 1] when no value is finite.
-
-    A range too narrow to bin (flat, or so narrow that 1 / width overflows) is widened like
-    NumPy widens a flat one, by 0.5 each side, or by 1e-6 of the magnitude where 0.5 would
-    vanish in rounding; never past the largest float.
-    """
-    if out.finite == 0:
-        return (0.0, 1.0)
-    low, high = out.min, out.max
-    if low < high and math.isfinite(1.0 / (high - low)):
-        return (low, high)
-    pad = max(0.5, 1e-6 * max(abs(low), abs(high)))
-    wide_low, wide_high = low - pad, high + pad
-    return (
-        wide_low if math.isfinite(wide_low) else low,
-        wide_high if math.isfinite(wide_high) else high,
-    )
-
-
-def layer_statistics(
-    job: AnalysisJob,
-    index: int,
-    spec: LayerSpec,
-    fan_in: int,
-    a: FloatArray,
-    h: FloatArray,
-    d: FloatArray,
-) -> LayerResult:
-    act: ActivationFn = spec.activation
-    out = summarise(h)
-    pre = summarise(a)
-    limit = job.thresholds.saturation_derivative * act.max_derivative
-    deriv = summarise_derivative(d, limit)
-
-    value_range = job.histogram_range or output_range(spec, out)
-
-    all_finite = out.non_finite == 0
-    distinct: int | None = None  # not assessed on overflowed values
-    if all_finite:
-        column_means = h.mean(axis=0, dtype=np.float64)
-        spread = np.sqrt(max(out.mean_square - float(np.mean(column_means**2)), 0.0))
-        distinct = distinct_units(h, deriv.alive, spread, max(-out.min, out.max))
-    return LayerResult(
-        index=index,
-        fan_in=fan_in,
-        units=spec.units,
-        activation=act.label,
-        init=init_label(spec),
-        sigma_w2=float(fan_in * spec.init.variance(fan_in, spec.units)),
-        sigma_b2=float(spec.bias.variance()),
-        activations=ActivationStats(
-            mean=as_float(out.mean),
-            std=as_float(out.std),
-            rms=as_float(out.rms),
-            min=as_float(out.min),
-            max=as_float(out.max),
-            zero_fraction=out.zeros / out.size,
-            saturated_fraction=deriv.below / d.size if act.saturating else None,
-            non_finite=out.non_finite,
-            histogram=histogram(h, job.bins, value_range),
-        ),
-        preactivations=Moments(as_float(pre.mean), as_float(pre.std)),
-        mean_derivative_sq=as_float(deriv.mean_square),
-        dead_units=int(np.count_nonzero(~deriv.alive)),
-        distinct_units=distinct,
-        effective_rank=effective_rank(h) if job.effective_rank and all_finite else None,
-        gradients=GradientStats(None, None, None),  # filled in by the backward pass
-        batch_norm=spec.batch_norm,
-        dropout=spec.dropout,
-    )
-
-
-def output_range(spec: LayerSpec, out: Summary) -> tuple[float, float]:
-    """The histogram's default range: a bounded activation's natural range (widened by
-    dropout's 1 / (1 - rate)); with batch norm after phi, or an unbounded phi, the data's."""
-    act: ActivationFn = spec.activation
-    after = spec.batch_norm is not None and spec.batch_norm.placement == "after"
-    if not act.bounded or after:
-        return data_range(out)
-    low, high = act.natural_range
-    scale = 1.0 / (1.0 - spec.dropout)
-    return (low * scale, high * scale)
-
-
-def init_label(spec: LayerSpec) -> str:
-    """``scheme(param=value, ...)`` with every parameter, so the label alone says what ran."""
-    init = spec.init
-    params = [
-        f"{field.name}={getattr(init, field.name)!r}"
-        for field in dataclasses.fields(init)
-        if field.name != "scheme"
-    ]
-    return f"{init.scheme}({', '.join(params)})" if params else init.scheme
 
 
 _JACOBIAN_BINS = 30
@@ -256,21 +148,18 @@ def simulate(job: AnalysisJob) -> Simulation:
     network = analysis_network(job)
     x = make_input(job, input_stream(job.seed))
     h = x
+    asked = Asked(
+        bins=job.bins,
+        histogram_range=job.histogram_range,
+        saturation_derivative=job.thresholds.saturation_derivative,
+        effective_rank=job.effective_rank,
+    )
     forward: list[LayerResult] = []
-    for index, (block, spec, (fan_in, _)) in enumerate(
-        zip(network.blocks, job.layers, job.fans, strict=True), 1
-    ):
-        report = block.initialise(h)
+    for index, block in enumerate(network.blocks, 1):
+        block.initialise(h)
         h_next = block.forward(h, "train")
-        act = block.activation
-        assert act.z is not None
-        assert act.d is not None
-        result = layer_statistics(job, index, spec, fan_in, act.z, h_next, act.d)
-        if report is not None:  # the rescaled W's own variance, not the pre-init's
-            sigma_w2 = fan_in * float(np.var(block.dense.w.value, dtype=np.float64))
-            result = dataclasses.replace(result, sigma_w2=sigma_w2, lsuv=report)
-        forward.append(result)
-        act.z = None  # phi's input is not needed past the statistics
+        forward.append(block.statistics(index, h_next, asked))
+        block.activation.z = None  # phi's input is not needed past the statistics
         h = h_next
 
     jacobian: JacobianSpectrum | None = None
@@ -284,7 +173,7 @@ def simulate(job: AnalysisJob) -> Simulation:
     for block in reversed(network.blocks):
         grad_rms.append(rms(g))
         g = block.backward(g, parameters=False)  # in place where it can: g is ours
-        weight_norms.append(math.sqrt(block.dense.grad_sum_squares) / n)
+        weight_norms.append(block.dense.weight_grad_norm(n))
     input_grad_rms = rms(g)
     grad_rms.reverse()
     weight_norms.reverse()

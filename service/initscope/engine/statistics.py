@@ -72,6 +72,26 @@ def summarise(x: FloatArray) -> Summary:
 _BLOCK = 1 << 14  # values per histogram block: the block's temporaries stay in cache
 
 
+def data_range(out: Summary) -> tuple[float, float]:
+    """The layer's own [min, max]; [0, 1] when no value is finite.
+
+    A range too narrow to bin (flat, or so narrow that 1 / width overflows) is widened like
+    NumPy widens a flat one, by 0.5 each side, or by 1e-6 of the magnitude where 0.5 would
+    vanish in rounding; never past the largest float.
+    """
+    if out.finite == 0:
+        return (0.0, 1.0)
+    low, high = out.min, out.max
+    if low < high and math.isfinite(1.0 / (high - low)):
+        return (low, high)
+    pad = max(0.5, 1e-6 * max(abs(low), abs(high)))
+    wide_low, wide_high = low - pad, high + pad
+    return (
+        wide_low if math.isfinite(wide_low) else low,
+        wide_high if math.isfinite(wide_high) else high,
+    )
+
+
 def _thresholds(edges: NDArray[np.float64], dtype: np.dtype[Any]) -> FloatArray:
     """``T_k``, k = 0 .. bins: the least value of ``dtype`` at or above ``edges[k]`` for
     k < bins, and the least value above ``hi = edges[-1]`` for k = bins. A value x of that
