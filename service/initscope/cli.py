@@ -212,7 +212,8 @@ def show_analysis(out: Console, result: AnalyzeResponse) -> None:
             )
         )
     out.print(Text.assemble("verdict: ", (diagnosis.verdict, "bold")))
-    out.print(Text(f"recommendation: {diagnosis.recommendation.reason}"))
+    advice = diagnosis.recommendation
+    out.print(Text(f"recommendation: {advice.reason if advice else 'none (recommend: false)'}"))
 
 
 def show_comparison(out: Console, result: CompareResponse) -> None:

@@ -74,10 +74,10 @@ class Thresholds:
 
     __pydantic_config__ = _FORBID
     docs: ClassVar[dict[str, str]] = {
-        "vanishing_gradient_ratio": "vanishing_gradients when a layer's output-gradient RMS "
-        "is below this fraction of the last layer's",
-        "exploding_gradient_ratio": "exploding_gradients when a layer's output-gradient RMS "
-        "is above this multiple of the last layer's",
+        "vanishing_gradient_ratio": "vanishing_gradients when a layer's output-gradient RMS, "
+        "or its update ratio ||dW|| / ||W||, is below this fraction of the last layer's",
+        "exploding_gradient_ratio": "exploding_gradients when a layer's output-gradient RMS, "
+        "or its update ratio ||dW|| / ||W||, is above this multiple of the last layer's",
         "vanishing_activation_ratio": "vanishing_activations when a layer's activation RMS "
         "is below this fraction of the input's",
         "exploding_activation_ratio": "exploding_activations when a layer's activation RMS "
@@ -182,6 +182,7 @@ class AnalysisJob:
     effective_rank: bool = False
     theory: bool = True
     jacobian_samples: int = 0  # input-output Jacobian spectrum of the first k samples; 0: off
+    recommend: bool = False  # simulate candidate patches and recommend the best (advice.py)
 
     @property
     def fans(self) -> list[tuple[int, int]]:

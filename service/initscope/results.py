@@ -11,7 +11,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 
-from initscope.engine.initializers import WeightInit
+from initscope.engine.activations import Activation
+from initscope.engine.initializers import BiasInit, WeightInit
 from initscope.jobs import BatchNorm
 
 R = TypeVar("R")  # what a variant of a comparison holds
@@ -58,9 +59,14 @@ class ActivationStats:
 
 @dataclass(frozen=True)
 class GradientStats:
+    """``update_ratio`` = ``weight_grad_norm / ||W||_F``: the relative change of W that one
+    gradient step makes per unit learning rate, what training feels (a layer whose ratio is
+    100x smaller than another's barely moves at a learning rate the other tolerates)."""
+
     output_grad_rms: float | None
     weight_grad_norm: float | None
     relative_to_last: float | None
+    update_ratio: float | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,7 @@ class LayerResult:
     distinct_units: int | None
     effective_rank: float | None
     gradients: GradientStats
+    sample_correlation: float | None = None
     lsuv: LsuvReport | None = None
     batch_norm: BatchNorm | None = None
     dropout: float = 0.0
@@ -184,16 +191,53 @@ class Finding:
 
 
 @dataclass(frozen=True)
-class Recommendation:
-    init: WeightInit
+class Outcome:
+    """What a network did when simulated, in the numbers a recommendation is judged by: its
+    verdict and finding codes, ``first_to_last`` = RMS(dL/dh_1) / RMS(dL/dh_L),
+    ``last_to_first_rms`` = RMS(h_L) / RMS(h_1) and ``update_ratio`` = the (smallest,
+    largest) ``||dW|| / ||W||`` over the layers (None where not finite)."""
+
+    verdict: str
+    findings: tuple[FindingCode, ...]
+    first_to_last: float | None
+    last_to_first_rms: float | None
+    update_ratio: tuple[float, float] | None
+
+
+@dataclass(frozen=True)
+class Patch:
+    """A change to every layer of a network, in the shape of a /compare variant's patch
+    (:class:`initscope.schema_base.NetworkPatch`): None keeps the network's own."""
+
+    init: WeightInit | None = None
+    bias: BiasInit | None = None
+    activation: Activation | None = None
+    batch_norm: BatchNorm | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Advice(Patch):
+    """A patch, why, and what it did when simulated on the request's own input, seed and
+    upstream gradient (``verified``)."""
+
     reason: str
+    verified: Outcome
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recommendation(Advice):
+    """The best-ranked advice, with the runners-up (best first)."""
+
+    alternatives: tuple[Advice, ...] = ()
 
 
 @dataclass(frozen=True)
 class Diagnosis:
+    """``recommendation`` is None when the request asked for none (``recommend: false``)."""
+
     verdict: str
     findings: tuple[Finding, ...]
-    recommendation: Recommendation
+    recommendation: Recommendation | None
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from initscope.config import Settings
-from initscope.engine.activations import ACTIVATIONS
-from initscope.engine.initializers import BIAS_INITS, WEIGHT_INITS, WeightInit
+from initscope.engine.activations import ACTIVATIONS, Activation
+from initscope.engine.advice import verification_cost
+from initscope.engine.initializers import BIAS_INITS, WEIGHT_INITS, BiasInit, WeightInit
 from initscope.engine.sweep import Metric, Source, SweepJob, SweepParam, SweepResult
 from initscope.errors import FieldError, InvalidRequest
 from initscope.jobs import (
@@ -132,6 +133,16 @@ class Shared(Strict):
     thresholds: Thresholds = Thresholds()
     statistics: Statistics = Statistics()
     jacobian: JacobianSpec | None = None
+    recommend: bool = Field(
+        default=True,
+        description="Recommend a patch, verified: when the network shows a finding, every "
+        "candidate patch (the textbook init, the critical point as Gaussian and as orthogonal "
+        "weights, LSUV, and where they apply a zero bias, batch norm, tanh for sigmoid) is "
+        "simulated on this request's input, seed and upstream gradient, and the best is "
+        "returned with the others as alternatives. The compute budget counts one more "
+        "forward pass per candidate, plus LSUV's rescaling passes (at most 10 per layer), "
+        "whether or not a finding is raised. false: no recommendation (null), no extra cost.",
+    )
     seed: Seed = 0
     dtype: DType = "float32"
 
@@ -232,6 +243,7 @@ def to_job(
         dtype=shared.dtype,
         effective_rank=shared.statistics.effective_rank,
         jacobian_samples=shared.jacobian.samples if shared.jacobian is not None else 0,
+        recommend=shared.recommend,
     )
     check_budget(analysis_cost([job]), settings, ("body", *where))
     return job
@@ -244,17 +256,21 @@ def analysis_cost(jobs: Sequence[AnalysisJob]) -> Cost:
     forward = sum(job.macs for job in jobs)
     lsuv = sum(job.lsuv_macs for job in jobs)
     jacobian = sum(job.jacobian_macs for job in jobs)
-    extras = (f"; LSUV passes {lsuv:.3g}" if lsuv else "") + (
-        f"; Jacobian spectrum {jacobian:.3g}" if jacobian else ""
+    advice = sum(verification_cost(job) for job in jobs if job.recommend)
+    extras = (
+        (f"; LSUV passes {lsuv:.3g}" if lsuv else "")
+        + (f"; Jacobian spectrum {jacobian:.3g}" if jacobian else "")
+        + (f"; verifying the recommendation's candidates {advice:.3g}" if advice else "")
     )
     return Cost(
-        macs=sum(job.cost for job in jobs),
+        macs=sum(job.cost for job in jobs) + advice,
         peak_bytes=max(job.peak_bytes() for job in jobs),
         what="the request",
         breakdown=f"a pass: samples x sum of fan_in*fan_out = {samples} x "
         f"{forward // samples}{extras}",
         remedy="fewer samples or smaller layers"
-        + (", or fewer Jacobian samples" if jacobian else ""),
+        + (", or fewer Jacobian samples" if jacobian else "")
+        + (', or "recommend": false' if advice else ""),
         memory_remedy="fewer samples, fewer or smaller layers, or float32",
     )
 
@@ -305,6 +321,10 @@ class GradientsOut(Out):
         description="Frobenius norm of the sample-mean gradient (1/n) h_prev^T delta."
     )
     relative_to_last: float | None = Field(description="output_grad_rms / the last layer's.")
+    update_ratio: float | None = Field(
+        description="weight_grad_norm / ||W||_F: the relative change of W one gradient step "
+        "makes per unit learning rate."
+    )
 
 
 class LsuvOut(Out):
@@ -330,6 +350,10 @@ class LayerOut(Out):
     )
     mean_derivative_sq: float | None = Field(description="E[phi'(a)^2], the local gain.")
     dead_units: int = Field(description="Units with phi'(a) = 0 on every sample.")
+    sample_correlation: float | None = Field(
+        description="Mean cosine similarity of two different samples' pre-activation vectors "
+        "(the mean-field correlation c^l, Poole et al. 2016); null when not finite."
+    )
     distinct_units: int | None = Field(
         description="Distinct functions among the live units; null when values overflowed."
     )
@@ -391,15 +415,46 @@ class FindingOut(Out):
     message: str
 
 
-class RecommendationOut(Out):
-    init: WeightInit
+class VerifiedOut(Out):
+    """What the patched network did when simulated on this request's input, seed and upstream
+    gradient."""
+
+    verdict: str
+    findings: list[FindingCode]
+    first_to_last: float | None = Field(description="gradient_decay.first_to_last.")
+    last_to_first_rms: float | None = Field(
+        description="The last layer's activation RMS over the first layer's."
+    )
+    update_ratio: tuple[float, float] | None = Field(
+        description="[smallest, largest] update_ratio ||dW|| / ||W|| over the layers."
+    )
+
+
+class AdviceOut(Out):
+    """A patch in the shape of a /compare variant (null: keep the network's own), applied to
+    every layer; sending it as a variant over this network reproduces `verified`."""
+
+    init: WeightInit | None
+    bias: BiasInit | None
+    activation: Activation | None
+    batch_norm: BatchNorm | None
     reason: str
+    verified: VerifiedOut
+
+
+class RecommendationOut(AdviceOut):
+    alternatives: list[AdviceOut] = Field(
+        description="The other candidates simulated, best first (empty when no finding was "
+        "raised: then the recommendation is to keep the network, all patch fields null)."
+    )
 
 
 class DiagnosisOut(Out):
     verdict: str
     findings: list[FindingOut]
-    recommendation: RecommendationOut
+    recommendation: RecommendationOut | None = Field(
+        description="The verified recommendation; null with recommend: false."
+    )
 
 
 class MetaOut(Out):

@@ -1,7 +1,8 @@
-"""The unit of work the pool runs: simulate, measure, predict, diagnose."""
+"""The unit of work the pool runs: simulate, measure, predict, diagnose, advise."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import Counter
@@ -10,6 +11,7 @@ import numpy as np
 
 from initscope import __version__
 from initscope.engine import theory
+from initscope.engine.advice import recommend
 from initscope.engine.diagnosis import diagnose
 from initscope.engine.floating import applies_policy
 from initscope.engine.simulation import simulate
@@ -157,7 +159,10 @@ def analyze(job: AnalysisJob) -> Analysis:
     start = time.perf_counter()
     sim = simulate(job)
     network_theory = predict(job, sim) if job.theory else None
-    diagnosis = diagnose(job, sim, network_theory)
+    diagnosis = diagnose(job, sim)
+    if job.recommend:
+        advice = recommend(job, sim, diagnosis, network_theory)
+        diagnosis = dataclasses.replace(diagnosis, recommendation=advice)
     elapsed_ms = (time.perf_counter() - start) * 1e3
     meta = Meta(job.seed, job.dtype, job.flops, round(elapsed_ms, 3), __version__)
     return Analysis(sim, gradient_decay(sim), diagnosis, meta, network_theory)

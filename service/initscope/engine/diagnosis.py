@@ -1,35 +1,32 @@
-"""From measurements to findings, a verdict and a recommended initialiser.
+"""From measurements to findings and a verdict.
 
 Each finding compares one measured number with one documented threshold
-(:class:`initscope.jobs.Thresholds`); the verdict is the most severe finding. The
-recommendation states what the numbers show and never claims more: sigmoid with std 1 is
-saturated, yet its backpropagated gradient hardly decays, and the reason says both.
+(:class:`initscope.jobs.Thresholds`) and states its cause in the measured numbers: the bias
+that shifts the pre-activations, the per-layer factor a gradient is multiplied by, the
+correlation the samples' pre-activations have reached. The verdict is the most severe
+finding. What to do about them is :mod:`initscope.engine.advice`'s, which simulates every
+patch it considers before recommending one.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections import Counter
+import math
 from collections.abc import Callable, Iterable
 from typing import get_args
 
 from initscope.engine import activations as act
 from initscope.engine import initializers as init
-from initscope.engine import theory
-from initscope.jobs import AnalysisJob, Thresholds
-from initscope.labels import layer_span
-from initscope.results import (
-    Diagnosis,
-    Finding,
-    FindingCode,
-    LayerResult,
-    NetworkTheory,
-    Recommendation,
-    Simulation,
-)
+from initscope.jobs import AnalysisJob, LayerSpec, Thresholds
+from initscope.results import Diagnosis, Finding, FindingCode, LayerResult, Simulation
 
 SEVERITY: tuple[FindingCode, ...] = get_args(FindingCode)
 """Finding codes, most severe first."""
+
+CORRELATED = 0.5
+"""Dead units are blamed on correlated samples above this mean sample correlation of the
+pre-activations: with z_i = sqrt(c) g + sqrt(1 - c) e_i per unit (g shared, e_i per sample),
+a unit is negative on all of n samples once g < -sqrt((1 - c) / c) max_i e_i, which at
+c = 0.5 and n = 512 (max e ~ 3) already happens for 0.1 % of units, at c = 0.8 for 7 %."""
 
 
 def _layers(layers: Iterable[LayerResult], test: Callable[[LayerResult], bool]) -> tuple[int, ...]:
@@ -46,14 +43,53 @@ def _outside(
     return below, above
 
 
-def _ratio(value: float | None, reference: float) -> float | None:
-    return None if value is None or reference <= 0 else value / reference
+def _ratio(value: float | None, reference: float | None) -> float | None:
+    if value is None or reference is None or reference <= 0:
+        return None
+    return value / reference
+
+
+def _per_step(ratio: float | None, steps: int) -> float | None:
+    """The geometric-mean factor per layer of a ratio over ``steps`` layers."""
+    if ratio is None or ratio <= 0 or steps <= 0 or not math.isfinite(ratio):
+        return None
+    return float(ratio ** (1.0 / steps))
+
+
+def bias_mean(spec: LayerSpec) -> float:
+    """The mean of the layer's bias draws (a constant's value)."""
+    bias = spec.bias
+    if isinstance(bias, init.BiasConstant):
+        return bias.value
+    if isinstance(bias, init.BiasNormal):
+        return bias.mean
+    return 0.0
+
+
+def _filled(spec: LayerSpec) -> bool:
+    return isinstance(spec.init, init.Constant | init.Zeros | init.Ones)
+
+
+def _chi_clause(layers: Iterable[LayerResult], normalised: bool) -> str:
+    """``chi_1`` measured: sigma_w^2 E[phi'(z)^2], averaged over the layers (Poole et al. 2016,
+    arXiv:1606.05340: the per-layer factor of the mean squared gradient)."""
+    terms = [(x.sigma_w2, x.mean_derivative_sq) for x in layers if x.mean_derivative_sq is not None]
+    if normalised or not terms:
+        return ""
+    sigma_w2 = sum(t[0] for t in terms) / len(terms)
+    slope = sum(t[1] for t in terms) / len(terms)
+    return (
+        f"; measured sigma_w^2 E[phi'(z)^2] = {sigma_w2:.3g} x {slope:.3g} = "
+        f"{sigma_w2 * slope:.3g} per layer (chi_1)"
+    )
 
 
 def findings(job: AnalysisJob, sim: Simulation) -> list[Finding]:
     t: Thresholds = job.thresholds
     layers = sim.layers
     by_index = {layer.index: layer for layer in layers}
+    specs = dict(enumerate(job.layers, start=1))
+    normalised = any(spec.batch_norm is not None for spec in job.layers)
     found: list[Finding] = []
 
     def add(code: FindingCode, hit: tuple[int, ...], message: str) -> None:
@@ -66,12 +102,19 @@ def findings(job: AnalysisJob, sim: Simulation) -> list[Finding]:
     )
     if bad:
         first = by_index[bad[0]]
+        trend = ""
+        if bad[0] > 1:
+            before = by_index[bad[0] - 1].activations.rms
+            factor = _per_step(_ratio(before, sim.input_rms), bad[0] - 1)
+            if factor is not None:
+                trend = f"; before it the activation RMS grows x{factor:.3g} per layer"
         add(
             "non_finite",
             bad,
             f"values overflow to inf/NaN from layer {bad[0]} "
-            f"({first.activations.non_finite} non-finite activations there, in {job.dtype}); "
-            "the weights are far too large for this depth",
+            f"({first.activations.non_finite} non-finite activations there, in {job.dtype}, "
+            f"sigma_w^2 = {first.sigma_w2:.3g}){trend}: the weights are far too large for "
+            "this depth",
         )
 
     def duplicated(x: LayerResult) -> bool:
@@ -83,57 +126,99 @@ def findings(job: AnalysisJob, sim: Simulation) -> list[Finding]:
     hit = _layers(layers, duplicated)
     if hit:
         x = by_index[hit[0]]
-        add(
-            "symmetric_units",
-            hit,
+        spec = specs[x.index]
+        head = (
             f"layer {x.index}'s {x.units - x.dead_units} live units compute only "
-            f"{x.distinct_units} distinct function(s): identical weights make units identical, "
-            "and gradient descent cannot break the symmetry",
+            f"{x.distinct_units} distinct function(s)"
         )
+        if _filled(spec):
+            cause = (
+                f": identical weights ({spec.init.scheme}) make units identical, and gradient "
+                "descent cannot break the symmetry"
+            )
+        else:
+            c = x.sample_correlation
+            values = (
+                f"its values have all underflowed to 0 in {job.dtype}"
+                if x.activations.std == 0 and x.activations.mean == 0
+                else f"its values vary by std {x.activations.std:.3g} around "
+                f"{x.activations.mean:.3g}"
+            )
+            cause = (
+                f": the signal has collapsed there, {values}"
+                + (f", the samples' pre-activations are correlated {c:.4f}" if c else "")
+                + ", so the units' outputs no longer differ beyond rounding"
+            )
+        add("symmetric_units", hit, head + cause)
 
     gradient = {x.index: x.gradients.relative_to_last for x in layers}
-    below, above = _outside(gradient, t.vanishing_gradient_ratio, t.exploding_gradient_ratio)
-    if above:  # the worst is the first layer, furthest from the last
-        add(
-            "exploding_gradients",
-            above,
-            f"the output-gradient RMS at layer {above[0]} is {gradient[above[0]]:.3g}x the last "
-            f"layer's (threshold {t.exploding_gradient_ratio:g}x)",
-        )
+    last_update = layers[-1].gradients.update_ratio
+    update = {x.index: _ratio(x.gradients.update_ratio, last_update) for x in layers}
+    low, high = t.vanishing_gradient_ratio, t.exploding_gradient_ratio
+    g_below, g_above = _outside(gradient, low, high)
+    u_below, u_above = _outside(update, low, high)
+    chi = _chi_clause(layers, normalised)
+
+    def gradient_message(kind: str, g_hit: tuple[int, ...], u_hit: tuple[int, ...]) -> str:
+        parts = []
+        if g_hit:
+            i = g_hit[0]
+            factor = _per_step(gradient[i], len(layers) - i)
+            threshold = low if kind == "vanishing" else high
+            parts.append(
+                (
+                    f"the output-gradient RMS at layer {i} is {gradient[i]:.3g}x the last "
+                    f"layer's (threshold {threshold:g}x)"
+                    if gradient[i]
+                    else f"no gradient reaches layer {i} (its output-gradient RMS is 0)"
+                )
+                + (f", a factor x{factor:.3g} per layer" if factor is not None else "")
+                + chi
+            )
+        if u_hit:
+            i = u_hit[0]
+            mine, last = by_index[i].gradients.update_ratio, last_update
+            parts.append(
+                f"layer {i}'s weights get an update ||dW|| / ||W|| of {mine:.3g} against "
+                f"{last:.3g} at the last layer ({update[i]:.3g}x): one learning rate cannot "
+                "suit both"
+            )
+        return "; ".join(parts)
+
+    above = tuple(sorted(set(g_above) | set(u_above)))
+    below = tuple(sorted(set(g_below) | set(u_below)))
+    if above:
+        add("exploding_gradients", above, gradient_message("exploding", g_above, u_above))
     if below:
-        add(
-            "vanishing_gradients",
-            below,
-            f"the output-gradient RMS at layer {below[0]} is {gradient[below[0]]:.3g} of the "
-            f"last layer's (threshold {t.vanishing_gradient_ratio:g})",
-        )
+        add("vanishing_gradients", below, gradient_message("vanishing", g_below, u_below))
 
     growth = {x.index: _ratio(x.activations.rms, sim.input_rms) for x in layers}
-    below, above = _outside(growth, t.vanishing_activation_ratio, t.exploding_activation_ratio)
-    if above:  # the worst is the deepest layer
+    a_below, a_above = _outside(growth, t.vanishing_activation_ratio, t.exploding_activation_ratio)
+    if a_above:  # the worst is the deepest layer
+        i = a_above[-1]
+        factor = _per_step(growth[i], i)
         add(
             "exploding_activations",
-            above,
-            f"the activation RMS grows to {growth[above[-1]]:.3g}x the input's by layer "
-            f"{above[-1]} (threshold {t.exploding_activation_ratio:g}x)",
+            a_above,
+            f"the activation RMS grows to {growth[i]:.3g}x the input's by layer {i} "
+            f"(threshold {t.exploding_activation_ratio:g}x)"
+            + (f", x{factor:.3g} per layer" if factor is not None else ""),
         )
-    if below:
+    if a_below:
+        i = a_below[-1]
+        factor = _per_step(growth[i], i)
         add(
             "vanishing_activations",
-            below,
-            f"the activation RMS shrinks to {growth[below[-1]]:.3g} of the input's by layer "
-            f"{below[-1]} (threshold {t.vanishing_activation_ratio:g})",
+            a_below,
+            f"the activation RMS shrinks to {growth[i]:.3g} of the input's by layer {i} "
+            f"(threshold {t.vanishing_activation_ratio:g})"
+            + (f", x{factor:.3g} per layer" if factor is not None else ""),
         )
 
     hit = _layers(layers, lambda x: x.dead_units / x.units > t.dead_unit_fraction)
     if hit:
         x = max((by_index[i] for i in hit), key=lambda x: x.dead_units / x.units)
-        add(
-            "dead_units",
-            hit,
-            f"{x.dead_units} of layer {x.index}'s {x.units} units have phi'(a) = 0 on every "
-            "sample: no gradient reaches their weights",
-        )
+        add("dead_units", hit, _dead_message(x, specs[x.index], sim.samples))
 
     hit = _layers(
         layers,
@@ -141,198 +226,89 @@ def findings(job: AnalysisJob, sim: Simulation) -> list[Finding]:
     )
     if hit:
         x = max((by_index[i] for i in hit), key=lambda x: x.activations.saturated_fraction or 0)
-        add(
-            "saturation",
-            hit,
+        message = (
             f"{x.activations.saturated_fraction:.0%} of layer {x.index}'s values sit in the flat "
-            f"tails of {x.activation} (phi' below {t.saturation_derivative:g} of its maximum)",
+            f"tails of {x.activation} (phi' below {t.saturation_derivative:g} of its maximum): "
+            f"its input z has std {x.preactivations.std:.3g} around {x.preactivations.mean:.3g}"
         )
+        to_first = layers[0].gradients.relative_to_last
+        if not (g_below or g_above) and to_first is not None:
+            # Saturated, yet no gradient finding: say so, or the reader assumes it vanishes.
+            offset = "offset" if to_first <= 1 else "more than offset"
+            cause = "batch norm's gain gamma/sigma" if normalised else "the large weights"
+            message += (
+                f" (the gradient is not vanishing: layer 1 receives {to_first:.2g}x the last "
+                f"layer's gradient RMS, because {cause} {offset} the small phi')"
+            )
+        add("saturation", hit, message)
 
-    def spread(x: LayerResult, spec_activation: act.ActivationFn) -> float | None:
+    def spread(x: LayerResult, fn: act.ActivationFn) -> float | None:
         after = x.batch_norm is not None and x.batch_norm.placement == "after"
-        if not spec_activation.bounded or after or x.activations.std is None:
+        if not fn.bounded or after or x.activations.std is None:
             return None  # batch norm after phi: the output is not in phi's range
-        low, high = spec_activation.natural_range
-        return x.activations.std / (high - low)
+        low_, high_ = fn.natural_range
+        return x.activations.std / (high_ - low_)
 
-    specs = {i: spec.activation for i, spec in enumerate(job.layers, start=1)}
     hit = _layers(
         layers,
-        lambda x: (s := spread(x, specs[x.index])) is not None and s < t.concentrated_std,
+        lambda x: (
+            (s := spread(x, specs[x.index].activation)) is not None and s < t.concentrated_std
+        ),
     )
     if hit:
         x = by_index[hit[-1]]
+        fn = specs[x.index].activation
+        share = spread(x, fn) or 0.0
+        z = x.preactivations.std
+        where = (
+            f"{fn.name} is nearly linear there, so these layers add little nonlinearity"
+            if z is not None and z < 0.5
+            else f"{fn.name} is pinned in a flat tail"
+        )
         add(
             "concentrated_activations",
             hit,
-            f"layer {x.index}'s activations barely vary (std {x.activations.std:.3g} around "
-            f"{x.activations.mean:.3g}): the units respond almost alike, which limits what the "
-            "network can express",
+            f"layer {x.index}'s activations barely vary: std {x.activations.std:.3g}, "
+            f"{share:.1%} of {fn.name}'s output range, around {x.activations.mean:.3g}, "
+            f"because its input z has std {z:.3g}: {where}",
         )
     found.sort(key=lambda f: SEVERITY.index(f.code))
     return found
 
 
-def _suited(activation: act.ActivationFn) -> tuple[init.WeightInit, str]:
-    """The initialiser suited to an activation, and why in one clause."""
-    name = activation.name
-    if name == "relu":
-        return init.HeNormal(nonlinearity="relu"), (
-            "He's std = sqrt(2/fan_in) makes up for the half of the signal ReLU zeroes, "
-            "so the activation scale stays constant with depth"
-        )
-    if isinstance(activation, act.LeakyReLU):
-        slope = activation.negative_slope
-        return init.HeNormal(negative_slope=slope, nonlinearity="leaky_relu"), (
-            f"He's std = sqrt(2/((1+{slope:g}^2) fan_in)) makes up for what leaky ReLU shrinks, "
-            "so the activation scale stays constant with depth"
-        )
-    if name in ("elu", "gelu", "silu", "softplus"):
-        return init.HeNormal(nonlinearity="relu"), (
-            f"{name} passes positive inputs and damps negative ones like ReLU, so He's "
-            "std = sqrt(2/fan_in) keeps the activation scale close to constant with depth"
-        )
-    if name == "selu":
-        return init.LecunNormal(), (
-            "SELU self-normalises only with LeCun normal weights, std = 1/sqrt(fan_in) "
-            "(Klambauer et al. 2017)"
-        )
-    if name == "linear":
-        return init.LecunNormal(), (
-            "std = 1/sqrt(fan_in) preserves the signal's variance through linear layers"
-        )
-    return init.XavierNormal(), (
-        f"Glorot's std = sqrt(2/(fan_in+fan_out)) keeps {name}'s pre-activations near unit "
-        "variance, between the flat tails and the nearly constant centre"
+def _dead_message(x: LayerResult, spec: LayerSpec, samples: int) -> str:
+    """Dead units, with the cause the numbers show: a bias that shifts every pre-activation
+    to one side, or samples so correlated that a unit negative for one is negative for all
+    (ReLU networks on the edge of chaos drive the correlation to 1 with depth, polynomially:
+    Hayou, Doucet & Rousseau 2019, arXiv:1902.06853)."""
+    head = (
+        f"{x.dead_units} of layer {x.index}'s {x.units} units have phi'(z) = 0 on all "
+        f"{samples} samples, so no gradient reaches their weights"
     )
-
-
-def _matches(job: AnalysisJob, suggestion: init.WeightInit) -> bool:
-    """Whether every layer already draws i.i.d. weights with the suggested variance (5 %)."""
-    for spec, (fan_in, fan_out) in zip(job.layers, job.fans, strict=True):
-        if not spec.init.theory_applicable:
-            return False
-        mine = spec.init.variance(fan_in, fan_out)
-        wanted = suggestion.variance(fan_in, fan_out)
-        if abs(mine - wanted) > 0.05 * wanted:
-            return False
-    return True
-
-
-def _per_layer(first: float | None, last: float | None, steps: int) -> float | None:
-    if first is None or last is None or first <= 0 or steps == 0:
-        return None
-    return float((last / first) ** (1 / steps))
-
-
-def _edge_of_chaos(activation: act.ActivationFn, sigma_b2: float, sigma_w2: float) -> str:
-    """The sigma_w^2 that puts chi_1(q*) at 1 for this activation and bias, or how near one
-    gets (Poole et al. 2016; Schoenholz et al. 2017); ``sigma_w2`` is the network's own."""
-    critical = theory.critical_sigma_w2(activation, sigma_b2)
-    if critical is not None:
-        where = (
-            f"this network's sigma_w^2 = {sigma_w2:.4g} is on it"
-            if abs(sigma_w2 - critical) <= 0.02 * critical
-            else f"i.e. std = sqrt({critical:.4g} / fan_in)"
-        )
+    shift = bias_mean(spec)
+    mean, std = x.preactivations.mean, x.preactivations.std
+    if shift != 0.0 and mean is not None and std is not None and abs(mean) > std:
+        kind = "constant bias" if isinstance(spec.bias, init.BiasConstant) else "bias of mean"
+        side = "below" if mean < 0 else "above"
         return (
-            f"Mean-field theory: with sigma_b^2 = {sigma_b2:.3g}, chi_1 = 1 (the edge of chaos) "
-            f"at sigma_w^2 = {critical:.4g}; {where}."
+            f"{head}: the {kind} {shift:g} puts layer {x.index}'s pre-activations at mean "
+            f"{mean:.3g} with std {std:.3g}, {side} 0 for {x.activations.zero_fraction:.0%} of "
+            "its values; a zero bias (or batch norm before phi) brings them back"
         )
-    nearest, chi = theory.nearest_to_critical(activation, sigma_b2)
-    return (
-        f"Mean-field theory: with sigma_b^2 = {sigma_b2:.3g}, no sigma_w^2 in [0.1, 100] puts "
-        f"{activation.name} at chi_1 = 1; the nearest is sigma_w^2 = {nearest:.4g} with "
-        f"chi_1 = {chi:.3g}."
-    )
-
-
-def recommend(job: AnalysisJob, sim: Simulation, found: list[Finding]) -> Recommendation:
-    """The init suited to the network's most common activation, with the measured evidence.
-
-    Three cases: the current init already matches the suggestion (then say what remains and
-    why the weight scale cannot fix it); it does not match and findings were raised (name the
-    worst); it does not match and nothing was raised (keep it, but say what the measurements
-    show the suggestion would change).
-    """
-    activation = Counter(spec.activation for spec in job.layers).most_common(1)[0][0]
-    suggestion, why = _suited(activation)
-    codes = [f.code for f in found]
-    to_first = sim.layers[0].gradients.relative_to_last
-    steps = len(sim.layers) - 1
-    rms_factor = _per_layer(sim.layers[0].activations.rms, sim.layers[-1].activations.rms, steps)
-    normalised = any(spec.batch_norm is not None for spec in job.layers)
-
-    if _matches(job, suggestion):
-        if not found:
-            return Recommendation(suggestion, f"Keep it: {why}, and no finding was raised.")
-        reason = (
-            f"This is already the textbook choice: {why}; at this scale the network still "
-            f"shows {', '.join(codes)}"
+    c = x.sample_correlation
+    if c is not None and c > CORRELATED:
+        return (
+            f"{head}: the samples' pre-activations there are correlated {c:.3f} (mean cosine), "
+            "so a unit that is negative for one sample is often negative for all; ReLU-like "
+            "networks drive this correlation towards 1 with depth (Hayou et al. 2019). Batch "
+            "norm before phi re-centres every unit over the batch, and leaky ReLU passes "
+            "gradient below 0"
         )
-        if "vanishing_gradients" in codes and activation.name == "sigmoid":
-            reason += (
-                " (sigmoid's phi' is at most 0.25, so with zero bias no weight scale keeps the "
-                "gradient from shrinking; tanh or ReLU with He train deeper)"
-            )
-        return Recommendation(suggestion, reason + ".")
-
-    if not found:
-        reason = f"No finding was raised, so the current init is workable; {suggestion.scheme} is "
-        reason += f"the textbook choice for {activation.name}: {why}"
-        if rms_factor is not None and steps:
-            reason += f" (here the activation RMS changes by x{rms_factor:.2f} per layer)"
-        return Recommendation(suggestion, reason + ".")
-
-    reason = f"Use {suggestion.scheme}: {why}; here {found[0].message}"
-    if found[0].code == "saturation" and to_first is not None:
-        # Saturated, yet no gradient finding: say so, or the reader assumes the gradient vanishes.
-        offset = "offset" if to_first <= 1 else "more than offset"
-        cause = "batch norm's gain gamma/sigma" if normalised else "the large weights"
-        reason += (
-            f" (the gradient is not vanishing: layer 1 receives {to_first:.2g}x the last layer's "
-            f"gradient RMS, because {cause} {offset} the small phi')"
-        )
-    return Recommendation(suggestion, reason + ".")
+    return head
 
 
-def _batch_norm_note(job: AnalysisJob) -> str:
-    """What batch norm before phi does to the advice: the weight scale no longer matters."""
-    before = [
-        i
-        for i, spec in enumerate(job.layers, start=1)
-        if spec.batch_norm is not None and spec.batch_norm.placement == "before"
-    ]
-    if not before:
-        return ""
-    where = "every layer" if len(before) == len(job.layers) else layer_span(before)
-    return (
-        f" Batch norm before the activation in {where} gives phi inputs of mean beta and std "
-        "|gamma| whatever the weights' scale, so there the init changes the forward pass little."
-    )
-
-
-def diagnose(
-    job: AnalysisJob, sim: Simulation, network_theory: NetworkTheory | None = None
-) -> Diagnosis:
+def diagnose(job: AnalysisJob, sim: Simulation) -> Diagnosis:
+    """The findings, most severe first, and the verdict; no recommendation
+    (:func:`initscope.engine.advice.recommend` adds it)."""
     found = findings(job, sim)
-    verdict = found[0].code if found else "healthy"
-    recommendation = recommend(job, sim, found)
-    note = _batch_norm_note(job)
-    if note:
-        recommendation = dataclasses.replace(recommendation, reason=recommendation.reason + note)
-    if network_theory is not None and network_theory.applicable:
-        activation = Counter(spec.activation for spec in job.layers).most_common(1)[0][0]
-        sigma_w2, sigma_b2 = Counter((x.sigma_w2, x.sigma_b2) for x in sim.layers).most_common(1)[
-            0
-        ][0]
-        reason = f"{recommendation.reason} {_edge_of_chaos(activation, sigma_b2, sigma_w2)}"
-        depth = network_theory.trainable_depth
-        if depth is not None and len(job.layers) > depth:
-            reason += (
-                f" At chi_1 = {network_theory.chi_1:.3g} signals decorrelate over xi_c = "
-                f"{network_theory.xi_c:.3g} layers: these {len(job.layers)} layers exceed the "
-                f"trainable depth of about 6 xi_c = {depth:.3g} (Schoenholz et al. 2017)."
-            )
-        recommendation = dataclasses.replace(recommendation, reason=reason)
-    return Diagnosis(verdict, tuple(found), recommendation)
+    return Diagnosis(found[0].code if found else "healthy", tuple(found), None)

@@ -52,6 +52,7 @@ from initscope.engine.statistics import (
     distinct_units,
     effective_rank,
     histogram,
+    sample_correlation,
     sum_squares,
     summarise,
     summarise_derivative,
@@ -208,6 +209,10 @@ class Dense:
         ``||(1/n) x^T g||_F``, from the last statistics-only backward pass."""
         return math.sqrt(self.grad_sum_squares) / samples
 
+    def weight_norm(self) -> float:
+        """``||W||_F``, accumulated in float64."""
+        return math.sqrt(sum_squares(self.w.value))
+
     def jacobian(self, product: JacobianProduct) -> None:
         product.matmul(self.w.value)
 
@@ -306,6 +311,7 @@ class PhiStatistics:
     mean_derivative_sq: float | None
     saturated_fraction: float | None
     alive: NDArray[np.bool_]  # per unit: phi' != 0 on some sample
+    sample_correlation: float | None  # mean correlation of two samples' z (the measured c^l)
 
 
 @dataclass(frozen=True)
@@ -348,7 +354,8 @@ class Activation:
     def statistics(self, saturation_derivative: float) -> PhiStatistics:
         """What phi reports, from its last training-mode pass: the moments of its input ``z``,
         E[phi'(z)^2], the share of phi'(z) below ``saturation_derivative`` of phi's largest
-        slope (a saturating phi only), and the units whose phi' is 0 on every sample."""
+        slope (a saturating phi only), the units whose phi' is 0 on every sample, and the mean
+        correlation between two samples' inputs z (:func:`sample_correlation`)."""
         assert self.z is not None, "statistics before a training-mode forward"
         assert self.d is not None
         fn: ActivationFn = self.fn
@@ -359,6 +366,7 @@ class Activation:
             mean_derivative_sq=as_float(deriv.mean_square),
             saturated_fraction=deriv.below / self.d.size if fn.saturating else None,
             alive=deriv.alive,
+            sample_correlation=sample_correlation(self.z),
         )
 
     def parameters(self) -> list[Parameter]:
@@ -530,6 +538,7 @@ class Block(Sequential):
             distinct_units=distinct,
             effective_rank=effective_rank(h) if asked.effective_rank and all_finite else None,
             gradients=GradientStats(None, None, None),  # filled in by the backward pass
+            sample_correlation=phi.sample_correlation,
             batch_norm=spec.batch_norm,
             dropout=spec.dropout,
             lsuv=self.lsuv,

@@ -11,7 +11,7 @@ with ``g`` the upstream gradient, so the backward pass is
 
 where ``g_l = dL/dh_l``. ``output_grad_rms`` is the RMS of the per-sample ``g_l``;
 ``weight_grad_norm`` is the Frobenius norm of the sample-mean weight gradient
-``(1/n) h_{l-1}^T delta_l``.
+``(1/n) h_{l-1}^T delta_l`` and ``update_ratio`` that norm over ``||W_l||_F``.
 
 A layer with batch norm and dropout (:class:`initscope.engine.layers.Block`) computes
 
@@ -174,6 +174,7 @@ def simulate(job: AnalysisJob) -> Simulation:
         grad_rms.append(rms(g))
         g = block.backward(g, parameters=False)  # in place where it can: g is ours
         weight_norms.append(block.dense.weight_grad_norm(n))
+    sizes = [block.dense.weight_norm() for block in network.blocks]
     input_grad_rms = rms(g)
     grad_rms.reverse()
     weight_norms.reverse()
@@ -186,9 +187,10 @@ def simulate(job: AnalysisJob) -> Simulation:
                 output_grad_rms=as_float(out),
                 weight_grad_norm=as_float(norm),
                 relative_to_last=as_float(out / last) if last > 0 else None,
+                update_ratio=as_float(norm / size) if size > 0 else None,
             ),
         )
-        for result, out, norm in zip(forward, grad_rms, weight_norms, strict=True)
+        for result, out, norm, size in zip(forward, grad_rms, weight_norms, sizes, strict=True)
     )
     return Simulation(
         samples=n,

@@ -236,6 +236,28 @@ def rms(x: FloatArray) -> float:
 
 
 @applies_policy
+def sample_correlation(z: FloatArray) -> float | None:
+    """The mean correlation of two different samples' pre-activation vectors, the measured
+    ``c^l`` of the mean-field correlation map (Poole et al. 2016, arXiv:1606.05340):
+
+        c = 1 / (n (n - 1)) sum_{i != j} <z_i, z_j> / (|z_i| |z_j|)
+          = (|sum_i u_i|^2 - n) / (n (n - 1)),   u_i = z_i / |z_i|,
+
+    over the ``n`` rows (samples) of ``z`` (n, units) with a nonzero norm, uncentred as in the
+    theory. ``None`` for fewer than two such rows or non-finite values. O(n units)."""
+    if z.ndim != 2:
+        z = z.reshape(z.shape[0], -1)
+    norms = np.sqrt(np.einsum("ij,ij->i", z, z, dtype=np.float64))
+    keep = norms > 0
+    n = int(np.count_nonzero(keep))
+    if n < 2 or not np.isfinite(norms).all():
+        return None
+    total = (z[keep] / norms[keep, None]).sum(axis=0, dtype=np.float64)
+    c = (float(total @ total) - n) / (n * (n - 1))
+    return min(max(c, -1.0), 1.0)
+
+
+@applies_policy
 def effective_rank(h: FloatArray) -> float | None:
     """Entropy effective rank of the column-centred matrix (Roy & Vetterli, EUSIPCO 2007).
 

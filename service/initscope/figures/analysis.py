@@ -67,7 +67,8 @@ def _analysis_figure(result: Analysis, options: FigureOptions) -> Figure:
     rows, cols = panel_grid(len(layers) + 1)
     limits = log_limits(gradient_values(layers, gain=True))
     heading = [f"verdict: {result.diagnosis.verdict}", summary(layers)]
-    reason = f"Recommendation: {result.diagnosis.recommendation.reason}"
+    advice = result.diagnosis.recommendation
+    reason = f"Recommendation: {advice.reason}" if advice else "No recommendation asked for."
 
     def frame_at(width_pt: float) -> Frame:
         title = title_lines(heading, width_pt - 2 * EDGE)

@@ -1,0 +1,252 @@
+"""Advice that holds (issue 12): every recommendation is a /compare-shaped patch, simulated
+before it is returned, and applying it reproduces its ``verified`` block.
+
+The table holds networks of every activation with a known fix; the first five rows are the
+networks the issue found mis-advised (width 100, 512 samples, seed 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from initscope.config import Settings
+from initscope.engine.advice import candidates, verification_cost
+from initscope.engine.analysis import analyze
+from initscope.engine.diagnosis import SEVERITY
+from initscope.http.api import create_app
+from initscope.schemas import AnalyzeRequest, AnalyzeResponse, CompareRequest, to_jobs
+
+SETTINGS = Settings()
+PATCH_FIELDS = ("init", "bias", "activation", "batch_norm")
+BROKEN = {"vanishing_gradients", "exploding_gradients", "non_finite", "symmetric_units"}
+
+
+def _network(depth: int, activation: str, init: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "input_dim": 100,
+        "width": 100,
+        "depth": depth,
+        "activation": activation,
+        "init": init,
+        **extra,
+    }
+
+
+def _normal(std: float) -> dict[str, Any]:
+    return {"scheme": "normal", "std": std}
+
+
+TABLE: dict[str, dict[str, Any]] = {
+    # The issue's table.
+    "tanh std 0.2, bias N(0, 0.2236^2), depth 50 (chaotic)": _network(
+        50, "tanh", _normal(0.2), bias={"scheme": "normal", "std": 0.2236}
+    ),
+    "silu std 0.01, depth 50": _network(50, "silu", _normal(0.01)),
+    "softplus std 0.01, depth 50": _network(50, "softplus", _normal(0.01)),
+    "relu He, constant bias -1, depth 10": _network(
+        10, "relu", "he_normal", bias={"scheme": "constant", "value": -1.0}
+    ),
+    "sigmoid std 0.01, depth 10": _network(10, "sigmoid", _normal(0.01)),
+    # Every other activation, each with a scale far from its fix.
+    "sigmoid std 1, depth 5 (the book)": _network(5, "sigmoid", _normal(1.0)),
+    "relu std 0.01, depth 10 (the book)": _network(10, "relu", _normal(0.01)),
+    "leaky_relu std 0.01, depth 20": _network(20, "leaky_relu", _normal(0.01)),
+    "elu std 1, depth 20": _network(20, "elu", _normal(1.0)),
+    "selu std 0.05, depth 20": _network(20, "selu", _normal(0.05)),
+    "gelu std 0.3, depth 30": _network(30, "gelu", _normal(0.3)),
+    "hard_tanh std 0.01, depth 20": _network(20, "hard_tanh", _normal(0.01)),
+    "linear std 0.5, depth 20": _network(20, "linear", _normal(0.5)),
+    "tanh constant weights, depth 5 (symmetric)": _network(
+        5, "tanh", {"scheme": "constant", "value": 0.05}
+    ),
+}
+
+
+def _body(network: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"network": network, "input": {"samples": 512}, "seed": 0, **extra}
+
+
+def _analyze(body: dict[str, Any]) -> dict[str, Any]:
+    result = analyze(AnalyzeRequest.model_validate(body).job(SETTINGS))
+    return AnalyzeResponse.from_result(result).model_dump(mode="json")
+
+
+def _as_variant(network: dict[str, Any], advice: dict[str, Any]) -> dict[str, Any]:
+    """The /compare body that applies ``advice`` to ``network`` as a variant."""
+    patch = {k: advice[k] for k in PATCH_FIELDS if advice[k] is not None}
+    return {
+        "base": network,
+        "variants": [{"name": "as is"}, {"name": "advised", **patch}],
+        "input": {"samples": 512},
+        "seed": 0,
+        "recommend": False,
+    }
+
+
+def _rerun(network: dict[str, Any], advice: dict[str, Any]) -> dict[str, Any]:
+    """The advised variant of a /compare request, analysed: what a user gets."""
+    request = CompareRequest.model_validate(_as_variant(network, advice))
+    (_, job) = to_jobs(request, SETTINGS)[1]
+    return AnalyzeResponse.from_result(analyze(job)).model_dump(mode="json")
+
+
+def _severity(response: dict[str, Any]) -> int:
+    """The verdict's place in SEVERITY (healthy: past the end): larger is milder."""
+    verdict = response["diagnosis"]["verdict"]
+    return len(SEVERITY) if verdict == "healthy" else SEVERITY.index(verdict)
+
+
+def _verified_of(response: dict[str, Any]) -> dict[str, Any]:
+    layers = response["layers"]
+    ratios = [x["gradients"]["update_ratio"] for x in layers]
+    return {
+        "verdict": response["diagnosis"]["verdict"],
+        "findings": [f["code"] for f in response["diagnosis"]["findings"]],
+        "first_to_last": response["gradient_decay"]["first_to_last"],
+        "last_to_first_rms": layers[-1]["activations"]["rms"] / layers[0]["activations"]["rms"],
+        "update_ratio": [min(ratios), max(ratios)],
+    }
+
+
+@pytest.mark.parametrize("name", list(TABLE))
+def test_the_applied_recommendation_fixes_the_network(name: str) -> None:
+    network = TABLE[name]
+    before = _analyze(_body(network))
+    assert before["diagnosis"]["verdict"] != "healthy", "a table row needs a fix"
+    advice = before["diagnosis"]["recommendation"]
+    after = _rerun(network, advice)
+    codes = {f["code"] for f in after["diagnosis"]["findings"]}
+    assert not codes & BROKEN, (name, advice["reason"], codes)
+    assert _severity(after) > _severity(before), (name, advice["reason"], codes)
+    ratio = after["gradient_decay"]["first_to_last"]
+    assert ratio is not None and 0.01 <= ratio <= 100, (name, ratio)
+    # The verified block is what the re-run shows (same input, seed and upstream gradient).
+    verified = advice["verified"]
+    measured = _verified_of(after)
+    assert verified["verdict"] == measured["verdict"]
+    assert verified["findings"] == measured["findings"]
+    for key in ("first_to_last", "last_to_first_rms", "update_ratio"):
+        assert verified[key] == pytest.approx(measured[key], rel=1e-9), key
+    # Every alternative was simulated too, and is ranked after the recommendation.
+    assert advice["alternatives"]
+    for other in advice["alternatives"]:
+        assert other["verified"]["verdict"]
+
+
+def test_an_alternative_reproduces_its_verified_block_too() -> None:
+    network = TABLE["sigmoid std 0.01, depth 10"]
+    advice = _analyze(_body(network))["diagnosis"]["recommendation"]
+    for other in advice["alternatives"]:
+        measured = _verified_of(_rerun(network, other))
+        assert other["verified"]["findings"] == measured["findings"]
+        assert other["verified"]["first_to_last"] == pytest.approx(
+            measured["first_to_last"], rel=1e-9
+        )
+
+
+def test_a_healthy_network_is_kept_with_its_own_numbers() -> None:
+    network = _network(5, "relu", "he_normal")
+    response = _analyze(_body(network))
+    advice = response["diagnosis"]["recommendation"]
+    assert response["diagnosis"]["verdict"] == "healthy"
+    assert all(advice[k] is None for k in PATCH_FIELDS)
+    assert advice["alternatives"] == []
+    assert advice["reason"].startswith("Keep it")
+    assert advice["verified"]["first_to_last"] == response["gradient_decay"]["first_to_last"]
+
+
+def test_recommend_false_returns_no_recommendation() -> None:
+    response = _analyze(_body(TABLE["sigmoid std 0.01, depth 10"], recommend=False))
+    assert response["diagnosis"]["verdict"] == "vanishing_gradients"
+    assert response["diagnosis"]["recommendation"] is None
+
+
+def test_the_budget_counts_the_verification() -> None:
+    """A request that fits the budget alone but not with its candidates is refused, and the
+    message says how to switch the verification off."""
+    network = _network(10, "relu", "he_normal")
+    job = AnalyzeRequest.model_validate(_body(network)).job(SETTINGS)
+    extra = verification_cost(job)
+    assert extra >= len(candidates(job)) * job.macs
+    budget = job.cost + extra // 2
+    settings = Settings(compute_budget=budget)
+    with TestClient(create_app(settings)) as client:
+        refused = client.post("/analyze", json=_body(network))
+        assert refused.status_code in (413, 422), refused.text
+        assert '"recommend": false' in str(refused.json())
+        accepted = client.post("/analyze", json=_body(network, recommend=False))
+        assert accepted.status_code == 200, accepted.text
+        assert accepted.json()["diagnosis"]["recommendation"] is None
+
+
+# -- the diagnosis' science (issue 12's list) ---------------------------------------------------
+
+
+def _book(init: Any, dtype: str = "float32") -> dict[str, Any]:
+    """The book's sigmoid network: 5 layers of 100, 1000 standard-normal rows, seed 0."""
+    return {
+        "network": _network(5, "sigmoid", init),
+        "input": {"samples": 1000},
+        "seed": 0,
+        "dtype": dtype,
+        "recommend": False,
+    }
+
+
+def test_the_update_ratio_is_what_training_feels() -> None:
+    """Issue 12: sigmoid std 1 gets ||dW|| / ||W|| of about 2e-3 in every layer; Xavier gets
+    2e-4 at layer 1 against 4e-2 at layer 5, 200x apart, which one learning rate cannot suit:
+    vanishing_gradients, stated in the update ratios."""
+    uniform = _analyze(_book(_normal(1.0)))
+    ratios = [x["gradients"]["update_ratio"] for x in uniform["layers"]]
+    assert all(1.5e-3 < r < 2.5e-3 for r in ratios), ratios
+    xavier = _analyze(_book("xavier_normal"))
+    ratios = [x["gradients"]["update_ratio"] for x in xavier["layers"]]
+    assert ratios[0] == pytest.approx(2.2e-4, rel=0.15)
+    assert ratios[-1] == pytest.approx(4e-2, rel=0.15)
+    (finding,) = [f for f in xavier["diagnosis"]["findings"] if f["code"] == "vanishing_gradients"]
+    assert 1 in finding["layers"]
+    assert "||dW|| / ||W||" in finding["message"]
+
+
+def test_the_concentrated_message_says_what_is_measured() -> None:
+    """Issue 12: tanh + Xavier at depth 50 has a small pooled std; the message says the
+    values barely vary because tanh's input is small (nearly linear), not that units
+    respond alike."""
+    response = _analyze(_body(_network(50, "tanh", "xavier_normal"), recommend=False))
+    (finding,) = [
+        f for f in response["diagnosis"]["findings"] if f["code"] == "concentrated_activations"
+    ]
+    assert "nearly linear" in finding["message"]
+    assert "alike" not in finding["message"]
+
+
+def test_dead_units_from_a_bias_say_so_in_numbers() -> None:
+    response = _analyze(_body(TABLE["relu He, constant bias -1, depth 10"], recommend=False))
+    (finding,) = [f for f in response["diagnosis"]["findings"] if f["code"] == "dead_units"]
+    assert "the constant bias -1 puts layer" in finding["message"]
+    assert "below 0 for 100% of its values" in finding["message"]
+
+
+def test_dead_units_of_he_relu_at_depth_name_the_correlation_and_a_remedy() -> None:
+    """He + ReLU at depth 10: units die because the samples' pre-activations become
+    correlated with depth (ReLU's correlation map pulls c towards 1 polynomially; Hayou,
+    Doucet & Rousseau 2019, arXiv:1902.06853)."""
+    response = _analyze(_body(_network(10, "relu", "he_normal"), recommend=False))
+    (finding,) = [f for f in response["diagnosis"]["findings"] if f["code"] == "dead_units"]
+    assert "correlated 0.8" in finding["message"]
+    assert "Batch norm before phi" in finding["message"]
+
+
+def test_the_sample_correlation_follows_relus_arc_cosine_map() -> None:
+    """Independent Gaussian inputs (c^0 ~ 0): after one ReLU layer the pre-activations of
+    layer 2 have c^1 = k(0) / k(1) = 1/pi (the degree-1 arc-cosine kernel, Cho & Saul 2009;
+    the correlation map of Poole et al. 2016 at sigma_b = 0)."""
+    response = _analyze(_body(_network(10, "relu", "he_normal"), recommend=False))
+    c = [x["sample_correlation"] for x in response["layers"]]
+    assert abs(c[0]) < 0.01
+    assert c[1] == pytest.approx(1 / 3.141592653589793, abs=0.01)
+    assert c[-1] > c[1]
