@@ -11,9 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-
 from initscope.config import Settings
-from initscope.engine.advice import candidates, verification_cost
 from initscope.engine.analysis import analyze
 from initscope.engine.diagnosis import SEVERITY
 from initscope.http.api import create_app
@@ -122,7 +120,8 @@ def test_the_applied_recommendation_fixes_the_network(name: str) -> None:
     assert not codes & BROKEN, (name, advice["reason"], codes)
     assert _severity(after) > _severity(before), (name, advice["reason"], codes)
     ratio = after["gradient_decay"]["first_to_last"]
-    assert ratio is not None and 0.01 <= ratio <= 100, (name, ratio)
+    assert ratio is not None
+    assert 0.01 <= ratio <= 100, (name, ratio)
     # The verified block is what the re-run shows (same input, seed and upstream gradient).
     verified = advice["verified"]
     measured = _verified_of(after)
@@ -164,22 +163,34 @@ def test_recommend_false_returns_no_recommendation() -> None:
     assert response["diagnosis"]["recommendation"] is None
 
 
-def test_the_budget_counts_the_verification() -> None:
-    """A request that fits the budget alone but not with its candidates is refused, and the
-    message says how to switch the verification off."""
-    network = _network(10, "relu", "he_normal")
+def test_the_verification_runs_inside_the_compute_budget() -> None:
+    """The request's own passes come first; one candidate pass must fit beside them (else a
+    422 that says how to switch the verification off); candidates the rest cannot pay for
+    are skipped and named."""
+    network = _network(10, "relu", _normal(0.01))
     job = AnalyzeRequest.model_validate(_body(network)).job(SETTINGS)
-    extra = verification_cost(job)
-    assert extra >= len(candidates(job)) * job.macs
-    budget = job.cost + extra // 2
-    settings = Settings(compute_budget=budget)
-    with TestClient(create_app(settings)) as client:
+    assert job.advice_budget == SETTINGS.compute_budget - job.cost
+    with TestClient(create_app(Settings(compute_budget=job.cost + job.macs - 1))) as client:
         refused = client.post("/analyze", json=_body(network))
-        assert refused.status_code in (413, 422), refused.text
+        assert refused.status_code == 422, refused.text
         assert '"recommend": false' in str(refused.json())
         accepted = client.post("/analyze", json=_body(network, recommend=False))
         assert accepted.status_code == 200, accepted.text
         assert accepted.json()["diagnosis"]["recommendation"] is None
+    with TestClient(create_app(Settings(compute_budget=job.cost + 2 * job.macs))) as client:
+        advice = client.post("/analyze", json=_body(network)).json()["diagnosis"]
+        advice = advice["recommendation"]
+    assert len(advice["alternatives"]) == 1  # two candidate passes paid for
+    assert "Not simulated, over the compute budget: " in advice["reason"]
+    assert "lsuv" in advice["reason"].split("Not simulated")[1]
+
+
+def test_compare_variants_share_what_their_passes_leave() -> None:
+    body = _as_variant(_network(10, "relu", _normal(0.01)), dict.fromkeys(PATCH_FIELDS))
+    body["recommend"] = True
+    jobs = [job for _, job in to_jobs(CompareRequest.model_validate(body), SETTINGS)]
+    spare = SETTINGS.compute_budget - sum(job.cost for job in jobs)
+    assert [job.advice_budget for job in jobs] == [spare // 2, spare // 2]
 
 
 # -- the diagnosis' science (issue 12's list) ---------------------------------------------------

@@ -38,11 +38,13 @@ from threadpoolctl import threadpool_limits
 
 from initscope import catalogue, client, errors
 from initscope.config import Settings
+from initscope.engine.advice import describe
 from initscope.http import problems, server
 from initscope.http.problems import clean_loc
 from initscope.jobs import FigureOptions
 from initscope.labels import layer_extras, layer_span
 from initscope.operations import OPERATIONS, Tick, run_here
+from initscope.results import Patch
 from initscope.schemas import (
     ActivationInfo,
     AnalyzeResponse,
@@ -214,6 +216,20 @@ def show_analysis(out: Console, result: AnalyzeResponse) -> None:
     out.print(Text.assemble("verdict: ", (diagnosis.verdict, "bold")))
     advice = diagnosis.recommendation
     out.print(Text(f"recommendation: {advice.reason if advice else 'none (recommend: false)'}"))
+    if advice is not None and advice.alternatives:
+        numbers = ("gradient 1 / last", "RMS last / first")
+        table = _table("patches simulated, best first", ("patch", "verdict", *numbers), numbers)
+        for option in (advice, *advice.alternatives):
+            patch = Patch(option.init, option.bias, option.activation, option.batch_norm)
+            verified = option.verified
+            _row(
+                table,
+                describe(patch),
+                verified.verdict,
+                _num(verified.first_to_last),
+                _num(verified.last_to_first_rms),
+            )
+        out.print(table)
 
 
 def show_comparison(out: Console, result: CompareResponse) -> None:

@@ -183,6 +183,7 @@ class AnalysisJob:
     theory: bool = True
     jacobian_samples: int = 0  # input-output Jacobian spectrum of the first k samples; 0: off
     recommend: bool = False  # simulate candidate patches and recommend the best (advice.py)
+    advice_budget: int = 0  # multiply-adds the candidates' simulations may use, in all
 
     @property
     def fans(self) -> list[tuple[int, int]]:

@@ -17,7 +17,6 @@ from pydantic import Field, model_validator
 
 from initscope.config import Settings
 from initscope.engine.activations import ACTIVATIONS, Activation
-from initscope.engine.advice import verification_cost
 from initscope.engine.initializers import BIAS_INITS, WEIGHT_INITS, BiasInit, WeightInit
 from initscope.engine.sweep import Metric, Source, SweepJob, SweepParam, SweepResult
 from initscope.errors import FieldError, InvalidRequest
@@ -135,13 +134,16 @@ class Shared(Strict):
     jacobian: JacobianSpec | None = None
     recommend: bool = Field(
         default=True,
-        description="Recommend a patch, verified: when the network shows a finding, every "
+        description="Recommend a patch, verified: when the network shows a finding, each "
         "candidate patch (the textbook init, the critical point as Gaussian and as orthogonal "
-        "weights, LSUV, and where they apply a zero bias, batch norm, tanh for sigmoid) is "
-        "simulated on this request's input, seed and upstream gradient, and the best is "
-        "returned with the others as alternatives. The compute budget counts one more "
-        "forward pass per candidate, plus LSUV's rescaling passes (at most 10 per layer), "
-        "whether or not a finding is raised. false: no recommendation (null), no extra cost.",
+        "weights, and where they apply a zero bias, batch norm, tanh for sigmoid, then LSUV) "
+        "is simulated on this request's input, seed and upstream gradient, and the best is "
+        "returned with the others as alternatives. It runs inside the compute budget: the "
+        "request's own passes are counted first, and what remains (shared equally by the "
+        "variants of /compare) pays for the candidates in that order, one forward pass each "
+        "plus LSUV's rescaling passes (at most 10 per layer); candidates it cannot pay for are "
+        "skipped and named in the reason. A request that cannot pay for one candidate pass "
+        "is refused unless this is false. false: no recommendation (null), no extra cost.",
     )
     seed: Seed = 0
     dtype: DType = "float32"
@@ -246,7 +248,18 @@ def to_job(
         recommend=shared.recommend,
     )
     check_budget(analysis_cost([job]), settings, ("body", *where))
-    return job
+    return with_advice_budget([job], settings)[0]
+
+
+def with_advice_budget(jobs: Sequence[AnalysisJob], settings: Settings) -> list[AnalysisJob]:
+    """The jobs, those that recommend sharing equally what their own passes leave of the
+    compute budget for verifying their candidates."""
+    asking = sum(job.recommend for job in jobs)
+    spare = max(settings.compute_budget - sum(job.cost for job in jobs), 0)
+    return [
+        dataclasses.replace(job, advice_budget=spare // asking) if job.recommend else job
+        for job in jobs
+    ]
 
 
 def analysis_cost(jobs: Sequence[AnalysisJob]) -> Cost:
@@ -256,11 +269,11 @@ def analysis_cost(jobs: Sequence[AnalysisJob]) -> Cost:
     forward = sum(job.macs for job in jobs)
     lsuv = sum(job.lsuv_macs for job in jobs)
     jacobian = sum(job.jacobian_macs for job in jobs)
-    advice = sum(verification_cost(job) for job in jobs if job.recommend)
+    advice = sum(job.macs for job in jobs if job.recommend)
     extras = (
         (f"; LSUV passes {lsuv:.3g}" if lsuv else "")
         + (f"; Jacobian spectrum {jacobian:.3g}" if jacobian else "")
-        + (f"; verifying the recommendation's candidates {advice:.3g}" if advice else "")
+        + (f"; at least one pass verifying the recommendation {advice:.3g}" if advice else "")
     )
     return Cost(
         macs=sum(job.cost for job in jobs) + advice,
@@ -281,7 +294,8 @@ def to_jobs(request: CompareRequest, settings: Settings) -> list[tuple[str, Anal
         (name, to_job(net, request, settings, where)) for name, net, where in request.networks()
     ]
     check_budget(analysis_cost([job for _, job in jobs]), settings, ("body", "variants"))
-    return jobs
+    shared = with_advice_budget([job for _, job in jobs], settings)
+    return [(name, job) for (name, _), job in zip(jobs, shared, strict=True)]
 
 
 # --- responses -------------------------------------------------------------------------------

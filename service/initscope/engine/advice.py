@@ -12,11 +12,15 @@ every layer. The candidates, built from the spec alone (:func:`candidates`):
    :func:`initscope.engine.theory.critical_point`), as i.i.d. Gaussian weights;
 3. orthogonal weights at that point (Saxe et al. 2014; Pennington et al. 2017,
    arXiv:1711.04735);
-4. LSUV (Mishkin & Matas 2016, arXiv:1511.06422);
-5. when a bias shifts the pre-activations: the textbook init with a zero bias;
-6. when there is no batch norm: batch norm before every activation (Ioffe & Szegedy 2015);
-7. when every layer is sigmoid: tanh with Glorot's init (LeCun et al. 1998, "Efficient
-   BackProp": a zero-centred activation keeps the next layer's inputs centred).
+4. when a bias shifts the pre-activations: the textbook init with a zero bias;
+5. when there is no batch norm: batch norm before every activation (Ioffe & Szegedy 2015);
+6. when every layer is sigmoid: tanh with Glorot's init (LeCun et al. 1998, "Efficient
+   BackProp": a zero-centred activation keeps the next layer's inputs centred);
+7. LSUV (Mishkin & Matas 2016, arXiv:1511.06422), last: its rescaling passes cost most.
+
+They are simulated in that order while the job's ``advice_budget`` (what the request's own
+passes leave of the compute budget) pays for them, a candidate costing its job's
+:attr:`~initscope.jobs.AnalysisJob.cost`; those it cannot pay for are named in the reason.
 
 Each is simulated on the request's own input, seed and upstream gradient (the patched job
 is what /compare builds from the same patch, so a /compare variant reproduces ``verified``),
@@ -40,6 +44,7 @@ from initscope.engine import theory
 from initscope.engine.diagnosis import SEVERITY, bias_mean, findings
 from initscope.engine.simulation import simulate
 from initscope.jobs import AnalysisJob, BatchNorm
+from initscope.labels import layer_span
 from initscope.results import (
     Advice,
     Diagnosis,
@@ -182,14 +187,6 @@ def candidates(job: AnalysisJob) -> list[Candidate]:
     textbook, why = suited(activation)
     out = [Candidate(Patch(init=textbook), why, 0)]
     out += _critical(job, activation, sigma_b2)
-    out.append(
-        Candidate(
-            Patch(init=init.Lsuv()),
-            "LSUV rescales each orthogonal layer until its pre-activations have unit variance "
-            "on this data (Mishkin & Matas 2016)",
-            0,
-        )
-    )
     if any(bias_mean(spec) != 0.0 for spec in job.layers):
         out.append(
             Candidate(
@@ -217,6 +214,14 @@ def candidates(job: AnalysisJob) -> list[Candidate]:
                 3,
             )
         )
+    out.append(
+        Candidate(
+            Patch(init=init.Lsuv()),
+            "LSUV rescales each orthogonal layer until its pre-activations have unit variance "
+            "on this data (Mishkin & Matas 2016)",
+            0,
+        )
+    )
     distinct: list[Candidate] = []
     seen = {job.layers}
     for candidate in out:
@@ -225,19 +230,6 @@ def candidates(job: AnalysisJob) -> list[Candidate]:
             seen.add(layers)
             distinct.append(candidate)
     return distinct
-
-
-def verification_cost(job: AnalysisJob) -> int:
-    """Multiply-adds the compute budget counts for verifying the advice, an upper bound that
-    needs no theory: one analysis pass per candidate slot (the textbook init, the critical
-    point as Gaussian and orthogonal weights, the bias, batch norm and activation changes that
-    apply to this spec) plus LSUV's, with its rescaling passes."""
-    plain = dataclasses.replace(job, jacobian_samples=0)
-    slots = 3  # textbook, critical Gaussian, critical orthogonal
-    slots += any(bias_mean(spec) != 0.0 for spec in job.layers)
-    slots += all(spec.batch_norm is None for spec in job.layers)
-    slots += all(isinstance(spec.activation, act.Sigmoid) for spec in job.layers)
-    return slots * plain.macs + patched(plain, Patch(init=init.Lsuv())).cost
 
 
 def outcome(sim: Simulation, verdict: str, codes: tuple[str, ...]) -> Outcome:
@@ -350,6 +342,22 @@ def _depth_note(network_theory: NetworkTheory | None, depth: int) -> str:
     )
 
 
+def _batch_norm_note(job: AnalysisJob) -> str:
+    """What batch norm before phi does to the advice: the weight scale no longer matters."""
+    before = [
+        i
+        for i, spec in enumerate(job.layers, start=1)
+        if spec.batch_norm is not None and spec.batch_norm.placement == "before"
+    ]
+    if not before:
+        return ""
+    where = "every layer" if len(before) == len(job.layers) else layer_span(before)
+    return (
+        f" Batch norm before the activation in {where} gives phi inputs of mean beta and std "
+        "|gamma| whatever the weights' scale, so there the init changes the forward pass little."
+    )
+
+
 def recommend(
     job: AnalysisJob,
     sim: Simulation,
@@ -369,13 +377,28 @@ def recommend(
             else f"the textbook choice for {activation.name} would be {textbook.scheme}: {why}"
         )
         return Recommendation(
-            reason=f"Keep it: no finding was raised, {summary(current)}; {note}.",
+            reason=f"Keep it: no finding was raised, {summary(current)}; {note}."
+            + _batch_norm_note(job),
             verified=current,
         )
     tried = []
+    skipped = []
+    remaining = job.advice_budget
     for candidate in candidates(job):
+        cost = patched(job, candidate.patch).cost
+        if cost > remaining:
+            skipped.append(describe(candidate.patch))
+            continue
+        remaining -= cost
         result = verify(job, candidate.patch)
         tried.append((rank(result, candidate.intrusion), candidate, result))
+    unpaid = f" Not simulated, over the compute budget: {'; '.join(skipped)}." if skipped else ""
+    if not tried:
+        return Recommendation(
+            reason=f"No patch could be simulated within the compute budget ({unpaid.strip()}); "
+            f"this network {summary(current)}.",
+            verified=current,
+        )
     tried.sort(key=lambda entry: entry[0])
     advice = [
         Advice(
@@ -412,7 +435,7 @@ def recommend(
         bias=first.bias,
         activation=first.activation,
         batch_norm=first.batch_norm,
-        reason=head + tail + depth,
+        reason=head + tail + depth + _batch_norm_note(job) + unpaid,
         verified=result,
         alternatives=tuple(advice[1:]),
     )
