@@ -13,7 +13,9 @@ Every weight initialiser has
 * ``iid_gaussian`` (class constant): entries are i.i.d. and Gaussian-like, so the mean-field
   theory applies when they are also zero-mean; ``theory_applicable`` checks that per instance.
 * ``sample(rng, fan_in, fan_out, dtype)``: a ``(fan_in, fan_out)`` array drawn from ``rng``
-  only, deterministic for a given generator state.
+  only, deterministic for a given generator state. Drawn and computed in float64 whatever
+  ``dtype`` is, then cast: for one state ``sample(.., float32)`` is exactly
+  ``sample(.., float64).astype(float32)``, so two dtypes under one seed are one network.
 * ``entry_mean(fan_in, fan_out)`` and ``variance(fan_in, fan_out)``: the exact mean and
   variance of one entry ``W_ij``. For deterministic schemes (constant, identity) these are
   the mean and (population) variance of the produced matrix's entries.
@@ -157,7 +159,9 @@ def truncated_normal_moments(alpha: float, beta: float) -> tuple[float, float]:
 
 
 # --------------------------------------------------------------------------------------------
-# sampling kernels (float32 / float64 natively, other float dtypes via float64)
+# sampling kernels: every random quantity is drawn and computed in float64, then cast, so one
+# generator state gives the same network in every dtype (a float32 draw is the float64 one,
+# rounded) and comparing dtypes compares like with like
 
 
 def _std_normal_pdf(x: float) -> float:
@@ -177,10 +181,6 @@ def _float_dtype(dtype: FloatDType) -> np.dtype[np.floating[Any]]:
     return dt
 
 
-def _is_single(dt: np.dtype[np.floating[Any]]) -> bool:
-    return dt == np.dtype(np.float32)
-
-
 def _cast(x: FloatArray, dt: np.dtype[np.floating[Any]]) -> FloatArray:
     return x if x.dtype == dt else x.astype(dt)
 
@@ -197,13 +197,8 @@ def _gaussian(
     std: float,
     mean: float = 0.0,
 ) -> FloatArray:
-    """N(mean, std^2) entries, generated directly in float32 when asked for."""
-    x: FloatArray
-    x = (
-        rng.standard_normal(shape, dtype=np.float32)
-        if _is_single(dt)
-        else rng.standard_normal(shape)
-    )
+    """N(mean, std^2) entries: mean + std z, z ~ N(0, 1) drawn in float64, then cast."""
+    x = rng.standard_normal(shape)
     x *= std
     if mean != 0.0:
         x += mean
@@ -217,9 +212,9 @@ def _uniform(
     low: float,
     high: float,
 ) -> FloatArray:
-    """U[low, high) entries as low + (high - low) u, like ``torch.Tensor.uniform_``."""
-    x: FloatArray
-    x = rng.random(shape, dtype=np.float32) if _is_single(dt) else rng.random(shape)
+    """U[low, high) entries as low + (high - low) u, like ``torch.Tensor.uniform_``; u drawn
+    in float64, then cast."""
+    x = rng.random(shape)
     x *= high - low
     x += low
     return _cast(x, dt)
@@ -238,7 +233,7 @@ def _truncated_gaussian(
 
     u ~ U[Phi(alpha), Phi(beta)], x = mean + std * Phi^-1(u), clipped to [a, b] (as PyTorch's
     ``trunc_normal_`` does), with alpha = (a - mean)/std, beta = (b - mean)/std. Computed in
-    float64 (same speed as float32 here) and on the side of 0 where Phi keeps its precision.
+    float64, then cast, and on the side of 0 where Phi keeps its precision.
     A std that underflowed to 0 (a scale of 1e-320, say) leaves the limit, a point mass at
     the mean clipped to [a, b]; the same uniforms are drawn either way.
     """

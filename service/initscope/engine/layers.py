@@ -372,14 +372,14 @@ class DropoutSource(Protocol):
 
 
 class SharedDropout:
-    """Training's source: one stream shared by every layer and step, drawn in the data's
-    dtype."""
+    """Training's source: one stream shared by every layer and step, its uniforms drawn in
+    float64 whatever the data's dtype, so one seed drops the same values in every dtype."""
 
     def __init__(self, rng: np.random.Generator) -> None:
         self.rng = rng
 
     def keep(self, rate: float, shape: tuple[int, ...], dtype: np.dtype[Any]) -> NDArray[np.bool_]:
-        return self.rng.random(shape, dtype=dtype) >= rate
+        return self.rng.random(shape) >= rate
 
 
 def dropout_mask(rate: float, keep: NDArray[np.bool_], dtype: np.dtype[Any]) -> FloatArray:

@@ -56,26 +56,29 @@ FloatArray = NDArray[np.floating[Any]]
 
 
 def make_input(job: AnalysisJob, rng: np.random.Generator) -> FloatArray:
+    """The input rows, drawn in float64 and cast to the job's dtype (one seed, one input in
+    every dtype), or the request's own."""
     if job.data is not None:
         return np.asarray(job.data, dtype=job.dtype)
     shape = (job.samples, job.input_dim)
     dist = job.distribution
     if isinstance(dist, NormalInput):
-        x = rng.standard_normal(shape, dtype=job.dtype)
+        x = rng.standard_normal(shape)
         x *= dist.std
         x += dist.mean
-        return x
-    x = rng.random(shape, dtype=job.dtype)
-    x *= dist.high - dist.low
-    x += dist.low
-    return x
+    else:
+        x = rng.random(shape)
+        x *= dist.high - dist.low
+        x += dist.low
+    return x.astype(job.dtype, copy=False)
 
 
 def make_upstream(job: AnalysisJob, rng: np.random.Generator) -> FloatArray:
+    """dL/dh_L, drawn in float64 and cast to the job's dtype."""
     shape = (job.samples, job.layers[-1].units)
     if isinstance(job.gradient, OnesGradient):
         return np.ones(shape, dtype=job.dtype)
-    return rng.standard_normal(shape, dtype=job.dtype)
+    return rng.standard_normal(shape).astype(job.dtype, copy=False)
 
 
 _JACOBIAN_BINS = 30
