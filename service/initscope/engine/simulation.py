@@ -26,7 +26,7 @@ input ``z`` (after BN when it comes before), and ``phi'`` is taken at ``z``;
 ``output_grad_rms`` is that of ``dL/dh``.
 
 Layers initialised with LSUV are rescaled as they are reached, on the output of the layers
-before them (Mishkin & Matas 2015, :func:`initscope.engine.layers.lsuv`). The Jacobian
+before them (Mishkin & Matas 2016, :func:`initscope.engine.layers.lsuv`). The Jacobian
 spectrum (Pennington et al. 2017) is that of each sample with the batch statistics held fixed
 and the sample's own dropout mask (:func:`initscope.engine.layers.jacobians`).
 """
