@@ -138,7 +138,7 @@ def test_relu_xavier_shrinks_by_one_over_sqrt_2_per_layer() -> None:
         assert step == pytest.approx(1 / np.sqrt(2), rel=0.1)
     assert result.gradient_decay.per_layer_factor == pytest.approx(1 / np.sqrt(2), rel=0.1)
     assert result.diagnosis.recommendation.init.scheme == "he_normal"
-    assert "x0.69 per layer" in result.diagnosis.recommendation.reason
+    assert "x0.71 per layer" in result.diagnosis.recommendation.reason  # 1/sqrt(2) = 0.707
 
 
 def test_relu_he_keeps_the_same_distribution_in_every_layer() -> None:

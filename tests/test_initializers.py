@@ -454,6 +454,55 @@ def test_weight_dtype_and_shape_honoured(cls: type[Any], dtype: Any):
     assert np.all(np.isfinite(w))
 
 
+# Every class at its defaults, then the parameters that reach other code paths: a shift (mean,
+# low), a gain, a truncation, each VarianceScaling distribution, a sparsity with zeros.
+ONE_NETWORK_INITS = [example(cls) for cls in WEIGHT_INITS] + [
+    Normal(mean=0.3, std=2.0),
+    Uniform(low=-0.2, high=0.7),
+    TruncatedNormal(mean=1.0, std=3.0, a=-5.0, b=7.0),
+    VarianceScaling(scale=2.0, distribution="untruncated_normal"),
+    VarianceScaling(scale=0.5, distribution="uniform"),
+    Orthogonal(gain=1.7),
+    Identity(gain=-0.3),
+    Sparse(sparsity=0.25, std=0.5),
+]
+
+
+@pytest.mark.parametrize("init", ONE_NETWORK_INITS, ids=repr)
+@pytest.mark.parametrize("shape", [(64, 48), (48, 64)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_one_seed_draws_one_network_in_every_dtype(init: Any, shape: tuple[int, int], dtype: Any):
+    """Issue 12: the draw does not depend on the dtype. Every random quantity is drawn in
+    float64 and cast, so the narrow draw is the float64 one rounded, bit for bit (before,
+    float32 drew natively with NumPy's float32 kernels: another network)."""
+    narrow = draw(init, 7, dtype, shape)
+    assert narrow.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(narrow, draw(init, 7, np.float64, shape).astype(dtype))
+
+
+@pytest.mark.parametrize(
+    "bias",
+    [BiasZeros(), BiasConstant(value=0.3), BiasNormal(std=0.5), BiasNormal(mean=1.0, std=2.0)],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_one_seed_draws_one_bias_in_every_dtype(bias: Any, dtype: Any):
+    narrow = bias.sample(np.random.default_rng(7), 100, dtype)
+    wide = bias.sample(np.random.default_rng(7), 100, np.float64)
+    assert narrow.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(narrow, wide.astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("cls", WEIGHT_INITS)
+def test_a_draw_leaves_the_generator_in_the_same_state_in_every_dtype(cls: type[Any], dtype: Any):
+    """The next layer's draws (the bias after W) do not depend on the dtype either."""
+    rng = np.random.default_rng(3)
+    example(cls).sample(rng, 32, 16, dtype)
+    reference = np.random.default_rng(3)
+    example(cls).sample(reference, 32, 16, np.float64)
+    assert rng.bit_generator.state == reference.bit_generator.state
+
+
 @pytest.mark.parametrize("cls", WEIGHT_INITS)
 def test_same_seed_same_weights(cls: type[Any]):
     init = example(cls)

@@ -18,9 +18,11 @@ from initscope.engine.layers import BatchNorm, Parameter
 from initscope.train_schemas import TrainRequest
 from initscope.training.datasets import Digits, Spirals, Teacher, make_dataset, validation_count
 from initscope.training.loop import (
+    ANALYSIS_ROWS,
     TrainJob,
     analysis_job,
     build_network,
+    dataset,
     loss_and_gradients,
     train,
 )
@@ -278,6 +280,39 @@ def test_training_is_deterministic_for_a_seed_and_seeds_differ() -> None:
     assert train(job).history == train(job).history
     other = train(dataclasses.replace(job, seed=1)).history
     assert other != train(job).history
+
+
+def test_float32_and_float64_runs_start_from_one_network() -> None:
+    """Issue 12: one seed, one network in every dtype. The data, the step-0 parameters (the
+    readout included) and the dropout masks of a float32 run are the float64 run's, rounded,
+    so the two runs start from the same loss."""
+    runs = {dtype: _tiny(dtype, dropout=0.5) for dtype in ("float32", "float64")}
+    data = {dtype: dataset(job) for dtype, job in runs.items()}
+    np.testing.assert_array_equal(
+        data["float32"].x_train, data["float64"].x_train.astype(np.float32)
+    )
+    nets = {
+        dtype: build_network(job, data[dtype].x_train[:ANALYSIS_ROWS])
+        for dtype, job in runs.items()
+    }
+    single, double = nets["float32"].parameters(), nets["float64"].parameters()
+    assert len(single) == len(double) == 3 * 2
+    for p32, p64 in zip(single, double, strict=True):
+        assert p32.value.dtype == np.float32
+        np.testing.assert_array_equal(p32.value, p64.value.astype(np.float32))
+    x32, x64 = data["float32"].x_train[:16], data["float64"].x_train[:16]
+    nets["float32"].forward(x32, "train")
+    nets["float64"].forward(x64, "train")
+    masks = [
+        [b.dropout.mask for b in nets[dtype].blocks if b.dropout is not None] for dtype in nets
+    ]
+    assert len(masks[0]) == 2
+    for m32, m64 in zip(*masks, strict=True):
+        assert m32 is not None
+        assert m64 is not None
+        np.testing.assert_array_equal(m32, m64.astype(np.float32))
+    first = {dtype: train(job).history[0] for dtype, job in runs.items()}
+    assert first["float32"].train_loss == pytest.approx(first["float64"].train_loss, rel=1e-5)
 
 
 def test_the_step_0_analysis_measures_the_network_that_trains() -> None:

@@ -71,13 +71,14 @@ class GradientStats:
 
 @dataclass(frozen=True)
 class LsuvReport:
-    """What LSUV (Mishkin & Matas 2015) did to one layer's orthogonal pre-init W0.
+    """What LSUV (Mishkin & Matas 2016) did to one layer's orthogonal pre-init W0.
 
     ``iterations``: rescalings W <- W / sqrt(v) applied (0 when the pre-init already had
     |v - 1| < tol); ``scale``: the total factor, final W = scale * W0; ``final_variance``:
-    v = Var(h) of the layer's output with the final W, over all samples and units (``None``
-    when not finite); ``converged``: |v - 1| < tol. A layer whose output variance is 0 or
-    not finite cannot be rescaled: LSUV stops there with ``converged`` False.
+    v with the final W, over all samples and units, of the init's target: the pre-activation
+    a = h_prev W + b (the default) or the output phi(a) (``None`` when not finite);
+    ``converged``: |v - 1| < tol. A layer whose v is 0 or not finite cannot be rescaled: LSUV
+    stops there with ``converged`` False.
     """
 
     iterations: int

@@ -342,9 +342,12 @@ class GradientsOut(Out):
 
 
 class LsuvOut(Out):
-    iterations: int = Field(description="Rescalings W <- W / sqrt(Var(h)) applied.")
+    iterations: int = Field(description="Rescalings W <- W / sqrt(v) applied.")
     scale: float = Field(description="Total factor: final W = scale * orthogonal pre-init.")
-    final_variance: float | None = Field(description="Var(h) of the output with the final W.")
+    final_variance: float | None = Field(
+        description="v with the final W: Var(h_prev W + b), the pre-activation's (the default "
+        "target), or Var(phi(h_prev W + b)), the output's (the output target)."
+    )
     converged: bool = Field(description="|final_variance - 1| < tol.")
 
 

@@ -380,14 +380,14 @@ class DropoutSource(Protocol):
 
 
 class SharedDropout:
-    """Training's source: one stream shared by every layer and step, drawn in the data's
-    dtype."""
+    """Training's source: one stream shared by every layer and step, its uniforms drawn in
+    float64 whatever the data's dtype, so one seed drops the same values in every dtype."""
 
     def __init__(self, rng: np.random.Generator) -> None:
         self.rng = rng
 
     def keep(self, rate: float, shape: tuple[int, ...], dtype: np.dtype[Any]) -> NDArray[np.bool_]:
-        return self.rng.random(shape, dtype=dtype) >= rate
+        return self.rng.random(shape) >= rate
 
 
 def dropout_mask(rate: float, keep: NDArray[np.bool_], dtype: np.dtype[Any]) -> FloatArray:
@@ -576,14 +576,16 @@ def output_variance(h: FloatArray) -> float:
 def lsuv(
     init: Lsuv, act: ActivationFn, h_prev: FloatArray, w: FloatArray, b: FloatArray
 ) -> tuple[FloatArray, FloatArray, LsuvReport]:
-    """LSUV (Mishkin & Matas 2015, arXiv:1511.06422) for one layer, rescaling ``w`` in place.
+    """LSUV (Mishkin & Matas 2016, arXiv:1511.06422) for one layer, rescaling ``w`` in place.
 
-    v = Var(phi(h_prev @ W + b)) (or of the pre-activation, ``target="preactivation"``) over
-    all samples and units, measured on the plain layer (before any batch norm or dropout);
-    while |v - 1| >= tol, at most ``max_iterations`` times: W <- W / sqrt(v), and measure v
-    again. Stops early, not converged, when v is 0 or not finite (a dead or overflowing layer
-    cannot be rescaled). Returns the final pre-activation and output, whose variance is the
-    reported one.
+    v = Var(h_prev @ W + b), the pre-activation's (``target="output"``: Var(phi(h_prev @ W +
+    b)), the Keras port's), over all samples and units, measured on the plain layer (before
+    any batch norm or dropout); while |v - 1| >= tol, at most ``max_iterations`` times:
+    W <- W / sqrt(v), and measure v again. Stops early, not converged, when v is 0 or not
+    finite (a dead or overflowing layer cannot be rescaled); a bias spread across units wider
+    than 1 + tol leaves v out of reach, and the layer stops after ``max_iterations``, not
+    converged (:class:`initscope.engine.initializers.Lsuv`). Returns the final pre-activation
+    and output; the reported variance is the measured one's.
     """
     a = dense(h_prev, w, b)
     h = act.forward(a)

@@ -26,7 +26,7 @@ input ``z`` (after BN when it comes before), and ``phi'`` is taken at ``z``;
 ``output_grad_rms`` is that of ``dL/dh``.
 
 Layers initialised with LSUV are rescaled as they are reached, on the output of the layers
-before them (Mishkin & Matas 2015, :func:`initscope.engine.layers.lsuv`). The Jacobian
+before them (Mishkin & Matas 2016, :func:`initscope.engine.layers.lsuv`). The Jacobian
 spectrum (Pennington et al. 2017) is that of each sample with the batch statistics held fixed
 and the sample's own dropout mask (:func:`initscope.engine.layers.jacobians`).
 """
@@ -56,26 +56,29 @@ FloatArray = NDArray[np.floating[Any]]
 
 
 def make_input(job: AnalysisJob, rng: np.random.Generator) -> FloatArray:
+    """The input rows, drawn in float64 and cast to the job's dtype (one seed, one input in
+    every dtype), or the request's own."""
     if job.data is not None:
         return np.asarray(job.data, dtype=job.dtype)
     shape = (job.samples, job.input_dim)
     dist = job.distribution
     if isinstance(dist, NormalInput):
-        x = rng.standard_normal(shape, dtype=job.dtype)
+        x = rng.standard_normal(shape)
         x *= dist.std
         x += dist.mean
-        return x
-    x = rng.random(shape, dtype=job.dtype)
-    x *= dist.high - dist.low
-    x += dist.low
-    return x
+    else:
+        x = rng.random(shape)
+        x *= dist.high - dist.low
+        x += dist.low
+    return x.astype(job.dtype, copy=False)
 
 
 def make_upstream(job: AnalysisJob, rng: np.random.Generator) -> FloatArray:
+    """dL/dh_L, drawn in float64 and cast to the job's dtype."""
     shape = (job.samples, job.layers[-1].units)
     if isinstance(job.gradient, OnesGradient):
         return np.ones(shape, dtype=job.dtype)
-    return rng.standard_normal(shape, dtype=job.dtype)
+    return rng.standard_normal(shape).astype(job.dtype, copy=False)
 
 
 _JACOBIAN_BINS = 30
