@@ -7,6 +7,7 @@ networks the issue found mis-advised (width 100, 512 samples, seed 0).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -253,11 +254,23 @@ def test_dead_units_of_he_relu_at_depth_name_the_correlation_and_a_remedy() -> N
 
 
 def test_the_sample_correlation_follows_relus_arc_cosine_map() -> None:
-    """Independent Gaussian inputs (c^0 ~ 0): after one ReLU layer the pre-activations of
-    layer 2 have c^1 = k(0) / k(1) = 1/pi (the degree-1 arc-cosine kernel, Cho & Saul 2009;
-    the correlation map of Poole et al. 2016 at sigma_b = 0)."""
-    response = _analyze(_body(_network(10, "relu", "he_normal"), recommend=False))
-    c = [x["sample_correlation"] for x in response["layers"]]
+    """Independent Gaussian inputs (c^0 ~ 0) through He + ReLU layers of 1000: the samples'
+    pre-activation correlation follows the normalised degree-1 arc-cosine map
+    c' = (sqrt(1 - c^2) + (pi - arccos c) c) / pi (Cho & Saul 2009; the correlation map of
+    Poole et al. 2016 at sigma_b = 0): 1/pi at layer 2, 0.494 at layer 3. Across seeds the
+    measured values spread by about 0.012 at this width; the tolerance is 0.03."""
+
+    def arc_cosine(c: float) -> float:
+        return (math.sqrt(1 - c * c) + (math.pi - math.acos(c)) * c) / math.pi
+
+    network = {"input_dim": 1000, "width": 1000, "depth": 3, "activation": "relu"}
+    body = {
+        "network": {**network, "init": "he_normal"},
+        "input": {"samples": 256},
+        "seed": 0,
+        "recommend": False,
+    }
+    c = [x["sample_correlation"] for x in _analyze(body)["layers"]]
     assert abs(c[0]) < 0.01
-    assert c[1] == pytest.approx(1 / 3.141592653589793, abs=0.01)
-    assert c[-1] > c[1]
+    assert c[1] == pytest.approx(arc_cosine(c[0]), abs=0.03)
+    assert c[2] == pytest.approx(arc_cosine(arc_cosine(c[0])), abs=0.03)

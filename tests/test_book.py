@@ -12,7 +12,7 @@ from functools import cache
 import numpy as np
 import pytest
 from initscope.engine.analysis import analyze
-from initscope.results import Analysis, LayerResult
+from initscope.results import Advice, Analysis, LayerResult, Outcome
 
 from tests.helpers import book_job
 
@@ -24,6 +24,24 @@ def run(activation: str, init: str) -> Analysis:
 
 def codes(result: Analysis) -> set[str]:
     return {f.code for f in result.diagnosis.findings}
+
+
+def verified(result: Analysis) -> Outcome:
+    """What the recommended patch did when simulated."""
+    advice = result.diagnosis.recommendation
+    assert advice is not None
+    return advice.verified
+
+
+def alternative(result: Analysis, scheme: str) -> Advice:
+    """The candidate (recommended or not) that patched in ``scheme`` alone."""
+    advice = result.diagnosis.recommendation
+    assert advice is not None
+    for option in (advice, *advice.alternatives):
+        alone = option.bias is None and option.activation is None and option.batch_norm is None
+        if option.init is not None and option.init.scheme == scheme and alone:
+            return option
+    raise AssertionError(f"{scheme} was not simulated")
 
 
 def mass(layer: LayerResult, bins: slice) -> float:
@@ -49,7 +67,9 @@ def test_sigmoid_std_1_piles_up_at_0_and_1_yet_the_gradient_hardly_decays() -> N
     assert (result.gradient_decay.first_to_last or 0) > 0.5  # ... yet the gradient survives
     assert result.diagnosis.verdict == "saturation"
     assert "vanishing_gradients" not in codes(result)
-    assert "not vanishing" in result.diagnosis.recommendation.reason
+    (saturation,) = result.diagnosis.findings
+    assert "not vanishing" in saturation.message
+    assert verified(result).verdict == "healthy"
 
 
 def test_sigmoid_std_001_concentrates_near_one_half() -> None:
@@ -62,7 +82,9 @@ def test_sigmoid_std_001_concentrates_near_one_half() -> None:
     assert {"concentrated_activations", "vanishing_gradients"} <= codes(result)
     assert (result.gradient_decay.first_to_last or 1) < 1e-5
     assert result.diagnosis.verdict == "vanishing_gradients"
-    assert result.diagnosis.recommendation.init.scheme == "xavier_normal"
+    assert verified(result).verdict == "healthy"
+    xavier = alternative(result, "xavier_normal")
+    assert "vanishing_gradients" in xavier.verified.findings  # the book's fix is not enough
 
 
 @pytest.mark.parametrize("init", ["xavier", "he"])
@@ -81,7 +103,13 @@ def test_sigmoid_xavier_still_loses_gradient_and_the_reason_says_why() -> None:
     result = run("sigmoid", "xavier")
     assert 0.15 < (result.gradient_decay.per_layer_factor or 0) < 0.3
     assert result.diagnosis.verdict == "vanishing_gradients"
-    assert "at most 0.25" in result.diagnosis.recommendation.reason
+    (finding,) = result.diagnosis.findings
+    assert "measured sigma_w^2 E[phi'(z)^2] = 1 x 0.0" in finding.message
+    assert verified(result).verdict == "healthy"
+    advice = result.diagnosis.recommendation
+    assert advice is not None
+    reasons = [advice.reason, *(a.reason for a in advice.alternatives)]
+    assert any("at most 0.25" in reason for reason in reasons)
 
 
 # --- tanh ------------------------------------------------------------------------------------
@@ -129,7 +157,8 @@ def test_relu_std_001_collapses_toward_zero() -> None:
     for step in rms_steps(result):
         assert step == pytest.approx(np.sqrt(0.005), rel=0.15)
     assert {"vanishing_activations", "vanishing_gradients"} <= codes(result)
-    assert result.diagnosis.recommendation.init.scheme == "he_normal"
+    assert verified(result).verdict == "healthy"
+    assert alternative(result, "he_normal").verified.verdict == "healthy"
 
 
 def test_relu_xavier_shrinks_by_one_over_sqrt_2_per_layer() -> None:
@@ -137,8 +166,12 @@ def test_relu_xavier_shrinks_by_one_over_sqrt_2_per_layer() -> None:
     for step in rms_steps(result):
         assert step == pytest.approx(1 / np.sqrt(2), rel=0.1)
     assert result.gradient_decay.per_layer_factor == pytest.approx(1 / np.sqrt(2), rel=0.1)
-    assert result.diagnosis.recommendation.init.scheme == "he_normal"
-    assert "x0.71 per layer" in result.diagnosis.recommendation.reason  # 1/sqrt(2) = 0.707
+    advice = result.diagnosis.recommendation
+    assert advice is not None
+    assert advice.init is None  # no finding: keep it, and say what the textbook would do
+    assert advice.reason.startswith("Keep it")
+    assert "would be he_normal" in advice.reason
+    assert "activation RMS last/first 0.25" in advice.reason  # (1/sqrt(2))^4
 
 
 def test_relu_he_keeps_the_same_distribution_in_every_layer() -> None:
@@ -149,7 +182,9 @@ def test_relu_he_keeps_the_same_distribution_in_every_layer() -> None:
         assert layer.activations.zero_fraction == pytest.approx(0.5, abs=0.07)
     assert result.gradient_decay.per_layer_factor == pytest.approx(1.0, rel=0.1)
     assert result.diagnosis.verdict == "healthy"
-    assert result.diagnosis.recommendation.reason.startswith("Keep it")
+    advice = result.diagnosis.recommendation
+    assert advice is not None
+    assert advice.reason.startswith("Keep it")
 
 
 def test_the_twelve_cases_have_distinct_fingerprints() -> None:
