@@ -30,6 +30,7 @@ from initscope.engine.activations import (
     Softplus,
     Tanh,
 )
+from initscope.engine.layers import dense
 from initscope.engine.simulation import simulate
 from initscope.results import Simulation
 from scipy import integrate
@@ -393,6 +394,174 @@ def test_depth_scales_diverge_at_criticality() -> None:
     assert xi_q == pytest.approx(1 / math.log(2.0), rel=1e-15)
     assert xi_c == pytest.approx(1 / math.log(2.0), rel=1e-15)
     assert theory.depth_scales(Tanh(), 1.0, 0.0) == (math.inf, math.inf)
+
+
+# --- depth scales off a finite fixed point (issue 12) -------------------------------------------
+
+SLOPE_ONE: list[tuple[ActivationFn, float]] = [
+    (ReLU(), 0.01),
+    (ReLU(), 0.5),
+    (ReLU(), 2.0),
+    (ReLU(), 4.0),
+    (LeakyReLU(), 1.0),
+    (LeakyReLU(negative_slope=0.2), 3.0),
+    (Linear(), 0.5),
+    (Linear(), 1.0),
+    (Linear(), 2.0),
+    (Tanh(), 0.5),
+    (Tanh(), 0.9),
+    (HardTanh(), 0.5),
+    (ELU(), 0.5),
+    (SELU(), 0.3),
+    (GELU(), 1.0),
+    (GELU(), 4.0),
+]
+
+
+@pytest.mark.parametrize(
+    ("activation", "sigma_w2"), SLOPE_ONE, ids=lambda p: getattr(p, "label", str(p))
+)
+def test_xi_c_is_unbounded_where_the_normalised_map_has_slope_one(
+    activation: ActivationFn, sigma_w2: float
+) -> None:
+    """sigma_b2 = 0: xi_c = inf and the slope of the normalised correlation map at c = 1 is
+    exactly 1. Schoenholz et al. 2017's 1/xi_c = -ln chi_1 holds only at a finite, positive q*;
+    the slope is chi_1(q) q / L(q). ReLU family and linear: L(q) = chi_1 q at every q (the
+    arc-cosine map is scale-free), so every sigma_w2 gives 1 (ReLU at 0.01 gave xi_c = 0.189
+    before). Smooth phi with phi(0) = 0 where q* = 0 (tanh at sigma_w2 < 1, hard tanh, ELU,
+    SELU, GELU at 1): L(q) ~ chi_1(0) q, the network is linear in the limit. GELU at 4: q* = inf,
+    where it acts like a ReLU. No exponential depth scale, so no trainable depth 6 xi_c."""
+    q_star = theory.fixed_point(activation, sigma_w2, 0.0)
+    assert q_star in {0.0, 1.0, math.inf}  # 1: every q is fixed (ReLU at 2, linear at 1)
+    assert theory.c_star(activation, sigma_w2, 0.0) == 1.0
+    assert theory.correlation_slope(activation, q_star, sigma_w2, 0.0) == 1.0
+    _, xi_c = theory.depth_scales(activation, sigma_w2, 0.0)
+    assert xi_c == math.inf
+    assert theory.trainable_depth(xi_c) == math.inf
+
+
+def test_relu_at_sigma_w2_001_has_a_length_scale_but_no_correlation_scale() -> None:
+    """The issue's numbers: ReLU, sigma_w2 = 0.01, sigma_b2 = 0. q shrinks by 0.005 per layer,
+    xi_q = -1/ln 0.005 = 0.189 (exact); chi_1 = 0.005 too, but -1/ln chi_1 = 0.189 is not a
+    correlation scale: xi_c = inf (the measured gap 1 - c_l shrinks ~0.9 per layer, see
+    test_relu_correlation_gap_matches_the_arc_cosine_map_at_width_1000)."""
+    xi_q, xi_c = theory.depth_scales(ReLU(), 0.01, 0.0)
+    assert xi_q == pytest.approx(-1.0 / math.log(0.005), rel=1e-15)
+    assert xi_q == pytest.approx(0.18873, abs=1e-5)
+    assert theory.chi_1_at_fixed_point(ReLU(), 0.01, 0.0) == 0.005
+    assert xi_c == math.inf
+
+
+@pytest.mark.parametrize(
+    ("activation", "q", "sigma_w2", "sigma_b2", "step", "tol"),
+    [
+        (Tanh(), 0.5, 1.5, 0.05, 1e-7, 1e-6),
+        (Tanh(), 3.0, 1.5, 0.05, 1e-7, 1e-6),
+        (GELU(), 2.0, 1.2, 0.1, 1e-7, 1e-6),
+        (Sigmoid(), 1.0, 4.0, 0.0, 1e-7, 1e-6),
+        (ELU(), 0.3, 1.0, 0.0, 1e-9, 5e-5),
+        (SELU(), 3.0, 1.0, 0.2, 1e-9, 5e-5),
+        (HardTanh(), 2.0, 1.5, 0.1, 1e-9, 5e-5),
+        (ReLU(), 3.0, 1.5, 0.1, 1e-10, 5e-5),
+        (LeakyReLU(negative_slope=0.2), 0.7, 2.5, 0.3, 1e-10, 5e-5),
+    ],
+    ids=lambda p: getattr(p, "label", str(p)),
+)
+def test_correlation_slope_is_the_maps_derivative_at_one(
+    activation: ActivationFn, q: float, sigma_w2: float, sigma_b2: float, step: float, tol: float
+) -> None:
+    """chi_1(q) q / L(q) vs the one-sided difference (1 - c'(1 - h)) / h of correlation_map at
+    q1 = q2 = q off the fixed point (relative). Smooth phi: O(h) error, tol 1e-6 at h = 1e-7.
+    A jump of phi' (ELU's alpha = 1 has none in phi' but one in phi''; SELU, hard tanh, ReLU
+    family) adds a (1 - c)^{3/2} term to the map, so the quotient converges like sqrt(h):
+    tol 5e-5 at h = 1e-9 (measured 1.4e-5 for hard tanh, 1.4e-3 at h = 1e-5). This also checks
+    the 2-D quadrature near c = 1, which missed hard tanh's kink by 84 % at h = 1e-7 before
+    the outer panels were graded down to the inner Gaussian's width."""
+    mapped = theory.correlation_map(activation, 1.0 - step, q, q, sigma_w2, sigma_b2)
+    slope = theory.correlation_slope(activation, q, sigma_w2, sigma_b2)
+    assert (1.0 - mapped) / step == pytest.approx(slope, rel=tol)
+    if theory.fixed_point(activation, sigma_w2, sigma_b2) != q:  # off q*: not chi_1
+        assert slope != pytest.approx(theory.chi_1(activation, q, sigma_w2), rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("activation", "ratio_1e3", "ratio_1e4"),
+    [(ReLU(), 0.9711, 0.9964), (LeakyReLU(negative_slope=0.2), 0.9643, 0.9957)],
+    ids=lambda p: getattr(p, "label", str(p)),
+)
+def test_correlation_gap_constant_is_the_arc_cosine_maps_asymptote(
+    activation: ActivationFn, ratio_1e3: float, ratio_1e4: float
+) -> None:
+    """1 - c_l ~ C / l^2 with C = (9 pi^2 / 2) ((1 + s^2) / (1 - s)^2)^2 (Hayou et al. 2019:
+    9 pi^2 / 2 = 44.4 for ReLU; the docstring derives it from 1 - c' = (1 - c) - a (1 - c)^{3/2}).
+    Iterating the normalised map (correlation_map, sigma_w2 = 1, sigma_b2 = 0) from c0 = 0,
+    l^2 (1 - c_l) / C approaches 1 from below with an O(log l / l) correction: 0.971 at
+    l = 1e3, 0.996 at 1e4 (ReLU), held to 1e-3. Linear (c preserved) and smooth phi: None."""
+    constant = theory.correlation_gap_constant(activation)
+    assert constant is not None
+    if isinstance(activation, ReLU):
+        assert constant == pytest.approx(9.0 * math.pi**2 / 2.0, rel=1e-14)
+    c = 0.0
+    for depth in range(1, 10_001):
+        c = theory.correlation_map(activation, c, 1.0, 1.0, 1.0, 0.0)
+        if depth == 1000:
+            assert depth**2 * (1.0 - c) / constant == pytest.approx(ratio_1e3, abs=1e-3)
+    assert 10_000**2 * (1.0 - c) / constant == pytest.approx(ratio_1e4, abs=1e-3)
+    assert theory.correlation_gap_constant(Linear()) is None
+    assert theory.correlation_gap_constant(Tanh()) is None
+
+
+GAP_WIDTH, GAP_DEPTH, GAP_INPUTS, GAP_SEEDS = 1000, 20, 8, 8
+
+
+def _measured_gaps(sigma_w2: float, seed: int) -> FloatArray:
+    """1 - c_l of the pre-activations a_l, l = 1 .. GAP_DEPTH, averaged over the input pairs: a
+    width-1000 ReLU network (W ~ N(0, sigma_w2 / 1000), no bias; the engine's dense and ReLU)
+    fed GAP_INPUTS orthogonal inputs (c0 = 0 exactly), one BLAS thread."""
+    rng = np.random.default_rng(seed)
+    basis, _ = np.linalg.qr(rng.standard_normal((GAP_WIDTH, GAP_INPUTS)))
+    h: FloatArray = basis.T * math.sqrt(GAP_WIDTH)
+    zero = np.zeros(GAP_WIDTH)
+    pairs = np.triu_indices(GAP_INPUTS, 1)
+    gaps = []
+    with threadpool_limits(limits=1):
+        for _ in range(GAP_DEPTH):
+            w = rng.standard_normal((GAP_WIDTH, GAP_WIDTH)) * math.sqrt(sigma_w2 / GAP_WIDTH)
+            a = dense(h, w, zero)
+            norms = np.linalg.norm(a, axis=1)
+            gaps.append(1.0 - float(((a @ a.T) / np.outer(norms, norms))[pairs].mean()))
+            h = ReLU().forward(a)
+    return np.array(gaps)
+
+
+def test_relu_correlation_gap_matches_the_arc_cosine_map_at_width_1000() -> None:
+    """Simulation (Hayou et al. 2019; the issue measured x0.90 per layer at N = 1000): the mean
+    over seeds 0-7 of the measured 1 - c_l follows the arc-cosine iteration from c0 = 0 within
+    25 % at every layer 1-20, and its per-layer factor between layers 10 and 20,
+    (gap_20 / gap_10)^(1/10), is 0.908 in theory and within 0.05 of it measured -- not
+    exp(-1/0.189) = 0.005, the factor the old xi_c implied for sigma_w2 = 0.01. The network is
+    positively homogeneous, so sigma_w2 = 0.01 gives the same correlations as He's 2 with the
+    same draws (to 1e-12: the weights differ by a factor only).
+
+    Tolerance: mean-field theory is the N -> inf limit; at N = 1000 the per-seed ratio of
+    measured to predicted gap has a standard deviation growing from 2 % (layer 2) to 22 %
+    (layer 20, 24 seeds measured), so the 8-seed mean has a standard error <= 8 % and 25 % is
+    >= 3 of them; the 24-seed means stayed within 4 % of the theory at every layer, these 8
+    within 3.3 % (factor 0.911)."""
+    predicted = [1.0]
+    c = 0.0
+    for _ in range(GAP_DEPTH - 1):
+        c = theory.correlation_map(ReLU(), c, 1.0, 1.0, 2.0, 0.0)
+        predicted.append(1.0 - c)
+    measured = np.mean([_measured_gaps(2.0, seed) for seed in range(GAP_SEEDS)], axis=0)
+    for layer in range(GAP_DEPTH):
+        assert measured[layer] == pytest.approx(predicted[layer], rel=0.25), layer + 1
+    factor = (predicted[19] / predicted[9]) ** 0.1
+    assert factor == pytest.approx(0.908, abs=1e-3)
+    assert (measured[19] / measured[9]) ** 0.1 == pytest.approx(factor, abs=0.05)
+    assert math.exp(-1.0 / 0.18873) < 0.006
+    small = _measured_gaps(0.01, 0)
+    assert small == pytest.approx(_measured_gaps(2.0, 0), rel=1e-12, abs=1e-12)
 
 
 # --- theory vs simulation ---------------------------------------------------------------------

@@ -2,7 +2,13 @@
 
 Poole, Lahiri, Raghu, Sohl-Dickstein & Ganguli (2016), "Exponential expressivity in deep neural
 networks through transient chaos", arXiv:1606.05340; Schoenholz, Gilmer, Ganguli &
-Sohl-Dickstein (2017), "Deep information propagation", arXiv:1611.01232.
+Sohl-Dickstein (2017), "Deep information propagation", arXiv:1611.01232; Hayou, Doucet &
+Rousseau (2019), "On the impact of the activation function on deep neural networks training",
+arXiv:1902.06853 (ReLU-like networks on the edge of chaos).
+
+Depth scales come from the slopes of the length map and of the *normalised* correlation map
+(``correlation_slope``); the latter is 1 for the ReLU family without bias whatever sigma_w2, so
+there correlations approach 1 polynomially, not exponentially (``correlation_gap_constant``).
 
 Conventions (those of ``initscope.engine.simulation``): layer ``l`` computes
 ``a_l = h_{l-1} @ W_l + b_l``, ``h_l = phi(a_l)`` with ``W ~ N(0, sigma_w2 / fan_in)`` and
@@ -66,7 +72,9 @@ __all__ = [
     "c_star",
     "chi_1",
     "chi_1_at_fixed_point",
+    "correlation_gap_constant",
     "correlation_map",
+    "correlation_slope",
     "critical_sigma_w2",
     "depth_scales",
     "expect",
@@ -493,7 +501,10 @@ def _cross_expect(
     groups = [(centres / r1, shape.scale / r1)]
     if c != 0.0:
         groups.append((centres / (r2 * c), shape.scale / (r2 * abs(c))))
+        if 0.0 < s < abs(c):  # G(z1) turns over a width s / |c| there, narrow near c = +-1
+            groups.append((centres / (r2 * c), s / abs(c)))
     z1, w1 = _split_rule(groups)
+
     if s == 0.0:
         return float(w1 @ (f(r1 * z1) * g(r2 * c * z1)))
     sigma = r2 * s
@@ -539,6 +550,76 @@ def correlation_map(
     return (sigma_w2 * cross + sigma_b2) / math.sqrt(out1 * out2)
 
 
+def correlation_slope(
+    activation: ActivationFn, q: float, sigma_w2: float, sigma_b2: float
+) -> float:
+    """``dc'/dc`` at ``c = 1`` of the normalised correlation map with equal lengths
+    ``q1 = q2 = q``: ``chi_1(q) q / L(q)``, ``L`` the length map (Poole et al. 2016; Schoenholz
+    et al. 2017). ``exp(-1/xi_c)`` when ``c* = 1``.
+
+    Derivation: ``c' = (sigma_w2 E[phi(u1) phi(u2)] + sigma_b2) / L(q)`` and, by Price's theorem
+    (``dE[f(u1) g(u2)] / dSigma_12 = E[f'(u1) g'(u2)]`` with ``Sigma_12 = q c``),
+    ``dc'/dc = sigma_w2 q E[phi'(u1) phi'(u2)] / L(q)``, which at c = 1 is
+    ``sigma_w2 q E[phi'(u)^2] / L(q) = chi_1(q) q / L(q)``. At a finite, positive fixed point
+    ``L(q*) = q*`` this is chi_1(q*), the ``1/xi_c = -ln chi_1`` of Schoenholz et al.; elsewhere
+    the ratio matters:
+
+    - ReLU family ``max(u,0) + s min(u,0)`` with ``sigma_b2 = 0``: ``L(q) = sigma_w2 (1 + s^2) q
+      / 2 = chi_1 q``, so the slope is exactly 1 for every q and every sigma_w2: the normalised
+      map is the scale-free arc-cosine map (``_arccos_kernel``, ``correlation_gap_constant``).
+    - ``q = 0``, reached only when ``L(0) = 0`` (sigma_b2 = 0, phi(0) = 0): with
+      ``phi(u) = phi'(0+-) u + o(u)``, ``L(q) = chi_1(0) q + o(q)``, so the limit is 1: the
+      network is linear in the limit. (Where ``L(0) > 0`` the slope at q = 0 is 0.)
+    - ``q = inf`` (unbounded phi; every one here is asymptotically linear, with slopes
+      ``a-, a+`` at ``-inf, +inf``): ``L(q) / q -> sigma_w2 (a-^2 + a+^2) / 2 = chi_1(inf)``, so
+      the limit is 1 again: phi acts like a member of the ReLU family.
+
+    ``sigma_w2 = 0`` gives 0 (every input is mapped to the same bias vector).
+    """
+    _check_q(q)
+    _check_weights(sigma_w2, sigma_b2)
+    if sigma_w2 == 0.0:
+        return 0.0
+    if math.isinf(q):
+        if activation.bounded:
+            raise ValueError("q = inf needs an unbounded activation")
+        return 1.0
+    if q == 0.0:
+        return 0.0 if length_map(activation, 0.0, sigma_w2, sigma_b2) > 0.0 else 1.0
+    if sigma_b2 == 0.0 and _piecewise_linear_slope(activation) is not None:
+        return 1.0
+    out = length_map(activation, q, sigma_w2, sigma_b2)
+    return chi_1(activation, q, sigma_w2) * q / out
+
+
+def correlation_gap_constant(activation: ActivationFn) -> float | None:
+    """``C`` in ``1 - c_l ~ C / l^2``: the polynomial approach of two inputs' correlation to 1
+    through a ReLU-family network without bias, any sigma_w2 (Hayou, Doucet & Rousseau 2019,
+    "On the impact of the activation function on deep neural networks training", ICML,
+    arXiv:1902.06853: ``9 pi^2 / 2 = 44.4`` for ReLU). None outside the ReLU family, and for
+    linear (s = 1), which preserves c.
+
+    Derivation. For ``phi = max(u,0) + s min(u,0)`` and ``sigma_b2 = 0`` the normalised map is
+    ``c' = k_s(c) / k_s(1)`` with the kernel of ``_arccos_kernel`` and ``k_s(1) = (1 + s^2) / 2``:
+    ``c' = c + kappa (sqrt(1 - c^2) - c arccos c)``, ``kappa = (1 - s)^2 / ((1 + s^2) pi)``.
+    With ``e = 1 - c``: ``arccos(1 - e) = sqrt(2e) (1 + e/12 + O(e^2))`` and
+    ``sqrt(1 - c^2) = sqrt(2e) (1 - e/4 + O(e^2))``, so
+    ``sqrt(1 - c^2) - c arccos c = sqrt(2e) [(1 - e/4) - (1 - e)(1 + e/12)] + O(e^{5/2})
+    = (2 sqrt 2 / 3) e^{3/2} + O(e^{5/2})``, i.e. ``e' = e - a e^{3/2} + O(e^{5/2})`` with
+    ``a = 2 sqrt(2) kappa / 3`` (ReLU: ``2 sqrt 2 / (3 pi)``). The slope at c = 1 is 1 (no
+    exponential scale), and ``e'^{-1/2} = e^{-1/2} (1 - a sqrt e)^{-1/2} = e^{-1/2} + a/2 +
+    O(sqrt e)``, so ``e_l^{-1/2} = a l / 2 + O(log l)`` and ``e_l ~ 4 / (a^2 l^2)``:
+    ``C = 4 / a^2 = (9 pi^2 / 2) ((1 + s^2) / (1 - s)^2)^2``. Per layer, ``e_{l+1} / e_l ~
+    (l / (l + 1))^2``: 0.83 at l = 10, 0.91 at l = 20.
+    """
+    slope = _piecewise_linear_slope(activation)
+    if slope is None or slope == 1.0:
+        return None
+    kappa = (1.0 - slope) ** 2 / ((1.0 + slope * slope) * math.pi)
+    a = 2.0 * math.sqrt(2.0) * kappa / 3.0
+    return 4.0 / (a * a)
+
+
 @functools.lru_cache(maxsize=1024)  # pure in hashable arguments; searches are costly
 def c_star(activation: ActivationFn, sigma_w2: float, sigma_b2: float) -> float:
     """``c*``: the stable fixed point of the correlation map at ``q1 = q2 = q*`` (Poole et al.
@@ -553,17 +634,16 @@ def c_star(activation: ActivationFn, sigma_w2: float, sigma_b2: float) -> float:
 
     The ReLU family has ``c* = 1`` for every sigma: with a finite q* and sigma_b2 > 0 it is
     ordered, and otherwise (no bias, or ``q* = inf``) the normalised map is the scale-free
-    arc-cosine map, whose only fixed point in [0, 1] is c = 1 (slope 1 there). A smooth phi with
-    ``q* = inf`` or ``q* = 0`` returns ``math.nan`` (no stationary length to correlate at) and 1
-    (ordered). A c* below 1e-12 is returned as 0.
+    arc-cosine map, whose only fixed point in [0, 1] is c = 1 (slope 1 there). Likewise 1 for
+    ``q* = 0`` (the network is linear in the limit) and, as a limit, for ``q* = inf``: an
+    unbounded phi acts like a ReLU-family function as q grows (``correlation_slope``). A c*
+    below 1e-12 is returned as 0.
     """
     if _piecewise_linear_slope(activation) is not None:
         _check_weights(sigma_w2, sigma_b2)
         return 1.0
     q = fixed_point(activation, sigma_w2, sigma_b2)
-    if math.isinf(q):
-        return math.nan
-    if q == 0.0 or chi_1(activation, q, sigma_w2) <= 1.0:
+    if math.isinf(q) or q == 0.0 or chi_1(activation, q, sigma_w2) <= 1.0:
         return 1.0
 
     def gap(c: float) -> float:
@@ -585,19 +665,24 @@ def depth_scales(activation: ActivationFn, sigma_w2: float, sigma_b2: float) -> 
     their fixed points like ``exp(-l / xi)`` (Schoenholz et al. 2017).
 
     ``1/xi_q = -ln[chi_1 + sigma_w2 Int Dz phi''(sqrt q* z) phi(sqrt q* z)]`` (the slope of the
-    length map at q*, ``length_map_slope``; ReLU: ``-ln(sigma_w2 / 2)``).
-    ``1/xi_c = -ln[sigma_w2 Int Dz1 Dz2 phi'(u1) phi'(u2)]`` at ``q*, c*``; for ``c* = 1`` this
-    is ``-ln chi_1``. Each is ``math.inf`` where the log's argument is >= 1 (critical, or a
-    diverging q* -- no finite depth scale) and ``-1 / ln|x|`` otherwise (a negative slope
-    alternates the sign of the deviation; 0 for x = 0). ``xi_c`` is ``math.nan`` where c* is.
+    length map at q*, ``length_map_slope``; ReLU: ``-ln(sigma_w2 / 2)``; ``math.inf`` for
+    ``q* = inf``). ``1/xi_c = -ln[sigma_w2 Int Dz1 Dz2 phi'(u1) phi'(u2)]`` at ``q*, c*`` for
+    ``c* < 1``; for ``c* = 1`` it is ``-ln`` of the slope at c = 1 of the *normalised*
+    correlation map, ``correlation_slope = chi_1(q) q / L(q)``, which is chi_1 only at a finite,
+    positive q*. It is exactly 1 -- ``xi_c = inf`` -- for the ReLU family (and linear) with
+    sigma_b2 = 0, whatever sigma_w2 (ReLU at sigma_w2 = 0.01 has xi_q = -1/ln 0.005 = 0.19 but
+    no exponential correlation scale: ``1 - c_l ~ 9 pi^2 / (2 l^2)``, Hayou et al. 2019,
+    ``correlation_gap_constant``), and in the limits q* = 0 (phi(0) = 0, sigma_b2 = 0: the
+    network becomes linear and preserves correlations) and q* = inf (phi acts like a ReLU).
+
+    Each is ``math.inf`` where the log's argument is >= 1 (up to 1e-12) and ``-1 / ln|x|``
+    otherwise (a negative slope alternates the sign of the deviation; 0 for x = 0).
     """
     q = fixed_point(activation, sigma_w2, sigma_b2)
     xi_q = math.inf if math.isinf(q) else _depth(length_map_slope(activation, q, sigma_w2))
     c = c_star(activation, sigma_w2, sigma_b2)
-    if math.isnan(c):
-        return xi_q, math.nan
     if c == 1.0:
-        return xi_q, _depth(chi_1(activation, q, sigma_w2))
+        return xi_q, _depth(correlation_slope(activation, q, sigma_w2, sigma_b2))
     dphi = _dphi(activation)  # c* < 1 only for a phi outside the ReLU family
     return xi_q, _depth(sigma_w2 * _cross_expect(activation, dphi, dphi, q, q, c))
 
@@ -612,7 +697,8 @@ def _depth(x: float) -> float:
 
 def trainable_depth(xi_c: float) -> float:
     """``6 xi_c``: roughly the deepest trainable network (Schoenholz et al. 2017:
-    random networks train when their depth ``L <~ 6 xi_c``)."""
+    random networks train when their depth ``L <~ 6 xi_c``). ``inf`` for ``xi_c = inf``: no
+    bound from this criterion (the API reports it as null)."""
     return 6.0 * xi_c
 
 
