@@ -314,6 +314,110 @@ def test_no_edge_of_chaos_where_chi_1_only_jumps_or_q_star_diverges() -> None:
     assert selu == pytest.approx(expected, abs=1e-7)
 
 
+def test_critical_sigma_w2_reference_values() -> None:
+    """The edge of chaos (Poole et al. 2016; Schoenholz et al. 2017) at the values computed on
+    the base commit with a sigma_w2 scan (issue 12), sigma_w2 and q* to 1e-3, chi_1(q*) = 1 to
+    1e-9 now that the root is found on the critical line parametrised by q*; no edge for
+    sigmoid and softplus at any of these biases, none for GELU up to 0.1 and SiLU up to 0.3."""
+    cases: list[tuple[ActivationFn, float, float, float]] = [
+        (Tanh(), 0.01, 1.424, 0.273),
+        (Tanh(), 0.05, 1.761, 0.570),
+        (Tanh(), 0.1, 1.986, 0.806),
+        (SELU(), 0.01, 0.760, 0.309),
+        (SELU(), 0.05, 0.902, 0.827),
+        (ELU(), 0.0, 1.0, 0.0),
+        (ELU(), 0.01, 1.383, 0.438),
+    ]
+    for activation, sigma_b2, expected, q_star in cases:
+        found = theory.critical_sigma_w2(activation, sigma_b2)
+        assert found is not None, activation.label
+        assert found == pytest.approx(expected, abs=1e-3), activation.label
+        assert theory.fixed_point(activation, found, sigma_b2) == pytest.approx(q_star, abs=1e-3)
+        chi = theory.chi_1_at_fixed_point(activation, found, sigma_b2)
+        assert chi == pytest.approx(1.0, abs=1e-9)
+    for sigma_b2 in (0.0, 0.01, 0.05, 0.1, 0.3):
+        assert theory.critical_sigma_w2(Sigmoid(), sigma_b2) is None
+        assert theory.critical_sigma_w2(Softplus(), sigma_b2) is None
+        assert theory.critical_sigma_w2(SiLU(), sigma_b2) is None
+        if sigma_b2 <= 0.1:
+            assert theory.critical_sigma_w2(GELU(), sigma_b2) is None
+
+
+@pytest.mark.parametrize(
+    ("activation", "sigma_b2", "sigma_w2", "q_star"),
+    [(GELU(), 0.3, 1.9562, 8.772), (SiLU(), 1.0, 1.9670, 39.39)],
+    ids=["gelu", "silu"],
+)
+def test_an_edge_beside_a_jump_of_q_star_is_found(
+    activation: ActivationFn, sigma_b2: float, sigma_w2: float, q_star: float
+) -> None:
+    """GELU at sigma_b2 = 0.3: chi_1(q*) = 1 at sigma_w2 = 1.9562 with q* = 8.77, a stable fixed
+    point (length-map slope 0.98) that 3000 plain iterations of the map from q = 1 reach
+    (rel 1e-9). The base commit's sigma_w2 scan returned None: chi_1(q*) - 1 is < 0 at its grid
+    point 1.78 and > 0 at 2.05, where q* = inf, so Brent's method converged to the jump to
+    q* = inf (rejected) and the root beside it went unseen. SiLU at sigma_b2 = 1 likewise."""
+    found = theory.critical_sigma_w2(activation, sigma_b2)
+    assert found is not None
+    assert found == pytest.approx(sigma_w2, abs=1e-4)
+    q = 1.0
+    for _ in range(3000):
+        q = theory.length_map(activation, q, found, sigma_b2)
+    assert q == pytest.approx(q_star, rel=1e-3)
+    assert theory.fixed_point(activation, found, sigma_b2) == pytest.approx(q, rel=1e-9)
+    assert theory.chi_1(activation, q, found) == pytest.approx(1.0, abs=1e-9)
+    assert theory.length_map_slope(activation, q, found) < 1.0
+
+
+@pytest.mark.parametrize("activation", [*SMOOTH, HardTanh()], ids=lambda a: a.label)
+def test_edge_of_chaos_is_a_fixed_point_with_chi_1_equal_to_one(activation: ActivationFn) -> None:
+    """The critical line parametrised by q*: at (sigma_w2, sigma_b2) = edge_of_chaos(q),
+    L(q) = q and chi_1(q) = 1 (1e-12), wherever sigma_b2 >= 0 (Poole et al. 2016, Fig. 2)."""
+    for q in (0.05, 0.5, 3.0, 40.0):
+        sigma_w2, sigma_b2 = theory.edge_of_chaos(activation, q)
+        assert theory.chi_1(activation, q, sigma_w2) == pytest.approx(1.0, rel=1e-12)
+        if sigma_b2 >= 0.0:
+            mapped = theory.length_map(activation, q, sigma_w2, sigma_b2)
+            assert mapped == pytest.approx(q, rel=1e-12)
+
+
+def test_nearest_to_critical_keeps_q_star_finite_and_away_from_zero() -> None:
+    """Only sigma_w2 with Q_AWAY <= q* <= Q_MAX count. The base commit gave GELU and softplus
+    (2.0, chi_1 1.0000005), the q* = inf limit, and SiLU (2.81, 0.70): the q* = 0 side of the
+    jump at sigma_w2 = 1 / E[silu(z)^2] = 2.8108, where the unstable fixed point crosses the
+    starting q = 1 (chi_1(0) = sigma_w2 / 4) -- a jump, not a quadrature error, and not a
+    stationary network. Now GELU and SiLU without bias have no admissible point (nan);
+    softplus's nearest has q* at the cap Q_MAX and chi_1 = 0.992 (it reaches 1 only as
+    q* -> inf); sigmoid's is sigma_w2 = 100, chi_1 = 0.986, q* = 44.2; ReLU with sigma_b2 =
+    0.05 has chi_1 = 1 - 0.05 / Q_MAX at q* = Q_MAX (q* = sigma_b2 / (1 - chi_1))."""
+    assert 1.0 / theory.second_moment(SiLU(), 1.0) == pytest.approx(2.8108, abs=1e-4)
+    assert theory.fixed_point(SiLU(), 2.81, 0.0) == 0.0
+    assert theory.fixed_point(SiLU(), 2.812, 0.0) == math.inf
+    for activation in (GELU(), SiLU()):
+        sigma_w2, chi = theory.nearest_to_critical(activation, 0.0)
+        assert math.isnan(sigma_w2)
+        assert math.isnan(chi)
+    sigma_w2, chi = theory.nearest_to_critical(Softplus(), 0.0)
+    q_star = theory.fixed_point(Softplus(), sigma_w2, 0.0)
+    assert 0.95 * theory.Q_MAX <= q_star <= theory.Q_MAX
+    assert chi == pytest.approx(0.992, abs=1e-3)
+    sigma_w2, chi = theory.nearest_to_critical(Sigmoid(), 0.0)
+    assert sigma_w2 == 100.0
+    assert chi == pytest.approx(0.9858, abs=1e-4)
+    assert theory.fixed_point(Sigmoid(), sigma_w2, 0.0) == pytest.approx(44.2, abs=0.1)
+    sigma_w2, chi = theory.nearest_to_critical(ReLU(), 0.05)
+    assert chi == pytest.approx(1.0 - 0.05 / theory.Q_MAX, rel=1e-12)
+    assert theory.fixed_point(ReLU(), sigma_w2, 0.05) == pytest.approx(theory.Q_MAX, rel=1e-6)
+
+
+def test_relu_family_critical_point_survives_rounding() -> None:
+    """sigma_w2 = 2 / (1 + s^2) times (1 + s^2) / 2 rounds off 1 for 12 % of slopes; the fixed
+    point there is still the critical one (every q fixed, 1 by convention), not q* = 0."""
+    for slope in np.linspace(0.0, 0.99, 200):
+        activation = LeakyReLU(negative_slope=float(slope))
+        sigma_w2 = 2.0 / (1.0 + float(slope) ** 2)
+        assert theory.fixed_point(activation, sigma_w2, 0.0) == 1.0
+
+
 def test_phase_labels() -> None:
     """PHASE_TOL = 0.01 around chi_1 = 1."""
     assert theory.PHASE_TOL == 0.01

@@ -9,6 +9,9 @@ arXiv:1902.06853 (ReLU-like networks on the edge of chaos).
 Depth scales come from the slopes of the length map and of the *normalised* correlation map
 (``correlation_slope``); the latter is 1 for the ReLU family without bias whatever sigma_w2, so
 there correlations approach 1 polynomially, not exponentially (``correlation_gap_constant``).
+The edge of chaos is found on the critical line parametrised by q* (``edge_of_chaos``):
+``critical_sigma_w2`` is chi_1(q*) = 1 at the given bias, q* = 0 included;
+``nearest_to_critical`` is the nearest point with a finite q* away from 0 where there is none.
 
 Conventions (those of ``initscope.engine.simulation``): layer ``l`` computes
 ``a_l = h_{l-1} @ W_l + b_l``, ``h_l = phi(a_l)`` with ``W ~ N(0, sigma_w2 / fan_in)`` and
@@ -66,6 +69,8 @@ __all__ = [
     "LEGENDRE_ORDER",
     "NODES",
     "PHASE_TOL",
+    "Q_AWAY",
+    "Q_MAX",
     "Z_MAX",
     "LayerTheory",
     "Phase",
@@ -77,6 +82,7 @@ __all__ = [
     "correlation_slope",
     "critical_sigma_w2",
     "depth_scales",
+    "edge_of_chaos",
     "expect",
     "fixed_point",
     "gauss_hermite",
@@ -106,6 +112,23 @@ Z_MAX: Final = 10.0
 PHASE_TOL: Final = 0.01
 """``|chi_1 - 1| <= PHASE_TOL`` is called critical: a 1 % per-layer change compounds to
 1.01^50 = e^0.5 over 50 layers, less than a factor 2 in signal or gradient."""
+Q_AWAY: Final = 0.1
+"""The smallest q* counted as away from 0 (pre-activation RMS 0.32) by
+``nearest_to_critical``.
+There the activations here are no longer linear: tanh's ``E[tanh(u)^2] / q`` is 0.84 and its
+``E[tanh'(u)^2]`` 0.85 (ELU 0.82, SELU 0.73 of their q -> 0 values), and on the critical line
+the length map's slope at q* is 0.84 (SELU 0.85, ELU 0.91), so q settles exponentially within
+xi_q = 6 layers (ELU 11). At q* = 0.01 tanh is linear to 2 % and xi_q = 51 layers; at q* = 0
+the network is linear in the limit and its signal fades (only polynomially where chi_1(0) = 1,
+tanh at sigma_w2 = 1: q_l ~ 1 / (2 l)). (Hard tanh, linear on [-1, 1], still clips only 0.16 %
+of its inputs at q = 0.1.)"""
+Q_MAX: Final = 1e4
+"""The largest q* of a "nearest" point (``nearest_to_critical``), ``1 / PHASE_TOL^2``: at
+q = 1e4 an unbounded phi is within about ``1 / sqrt(q)`` = 1 % of its ReLU-like limit
+(``E[phi'^2]`` differs from its q -> inf value by 0.1 % for GELU, 0.8 % for softplus, 1.1 % for
+SELU), so beyond it chi_1 moves less than PHASE_TOL and the network behaves like a ReLU one
+with a bias, which has no edge of chaos."""
+
 
 _Z_GRID: Final = np.arange(-Z_MAX, Z_MAX + 1.0)
 _POWERS: Final = 2.0 ** np.arange(-2, 9)
@@ -118,6 +141,9 @@ _Q_FLOOR: Final = 1e-30  # ... and one still shrinking here (with L(0) = 0) to c
 _NOISE: Final = 1e-10  # |q' - q| below this fraction of q is quadrature rounding, not a sign
 _CRITICAL_GRID: Final = 49  # log-spaced sigma_w2 points scanned for a sign change
 _CRITICAL_CHECK: Final = 1e-6  # |chi_1 - 1| accepted at a root (rejects jumps of chi_1)
+_EDGE_Q: Final = np.geomspace(1e-8, 1e8, 257)  # q* samples of the critical line, 16 per decade
+_EDGE_NOISE: Final = 1e-9  # |sigma_b2(q) - target| below this fraction of q has no sign
+_OUTSIDE: Final = 1e6  # nearest_to_critical's distance for a q* outside [Q_AWAY, Q_MAX]
 
 
 # -- quadrature rules ---------------------------------------------------------------------------
@@ -411,11 +437,24 @@ def fixed_point(activation: ActivationFn, sigma_w2: float, sigma_b2: float) -> f
     slope = _piecewise_linear_slope(activation)
     if slope is not None:
         factor = sigma_w2 * (1.0 + slope * slope) / 2.0
+        if abs(factor - 1.0) <= 1e-12:  # 2 / (1 + s^2) rounds off 1 here for 12 % of slopes
+            factor = 1.0
         if factor < 1.0:
             return sigma_b2 / (1.0 - factor)
         if factor > 1.0 or sigma_b2 > 0.0:
             return math.inf
         return _Q_START
+
+    return _settle(activation, sigma_w2, sigma_b2, 0.0, _Q_CEILING)
+
+
+def _settle(
+    activation: ActivationFn, sigma_w2: float, sigma_b2: float, floor: float, ceiling: float
+) -> float:
+    """``fixed_point``'s search (not for the ReLU family) stopped at ``floor`` and ``ceiling``:
+    the same q* where it lies between them (the same doublings and halvings from q = 1),
+    ``math.inf`` for one above the ceiling and 0 for one below the floor (``floor = 0``: the
+    natural floor of ``fixed_point``)."""
 
     def gap(q: float) -> float:
         return length_map(activation, q, sigma_w2, sigma_b2) - q
@@ -425,7 +464,7 @@ def fixed_point(activation: ActivationFn, sigma_w2: float, sigma_b2: float) -> f
         return _Q_START
     if start > 0.0:
         low = _Q_START
-        while low < _Q_CEILING:
+        while low < ceiling:
             high = 2.0 * low
             if gap(high) < -_NOISE * high:
                 return _root(gap, low, high)
@@ -433,11 +472,11 @@ def fixed_point(activation: ActivationFn, sigma_w2: float, sigma_b2: float) -> f
         return math.inf
     at_zero = length_map(activation, 0.0, sigma_w2, sigma_b2)
     if at_zero > 0.0:
-        floor = 0.5 * at_zero
+        natural = 0.5 * at_zero
     else:  # q = 0 is a fixed point: a root above it needs slope > 1 at 0
-        floor = _Q_FLOOR if length_map_slope(activation, 0.0, sigma_w2) <= 1.0 else 1e-300
+        natural = _Q_FLOOR if length_map_slope(activation, 0.0, sigma_w2) <= 1.0 else 1e-300
     high = _Q_START
-    while high > floor:
+    while high > max(floor, natural):
         low = 0.5 * high
         if gap(low) > _NOISE * low:
             return _root(gap, low, high)
@@ -504,7 +543,6 @@ def _cross_expect(
         if 0.0 < s < abs(c):  # G(z1) turns over a width s / |c| there, narrow near c = +-1
             groups.append((centres / (r2 * c), s / abs(c)))
     z1, w1 = _split_rule(groups)
-
     if s == 0.0:
         return float(w1 @ (f(r1 * z1) * g(r2 * c * z1)))
     sigma = r2 * s
@@ -713,66 +751,169 @@ def phase(chi: float, tol: float = PHASE_TOL) -> Phase:
 # -- the edge of chaos ------------------------------------------------------------------------
 
 
+def edge_of_chaos(activation: ActivationFn, q: float) -> tuple[float, float]:
+    """``(sigma_w2, sigma_b2)`` of the edge-of-chaos point whose fixed point is ``q`` (> 0):
+    ``chi_1(q) = sigma_w2 E[phi'^2] = 1`` and ``L(q) = sigma_w2 E[phi^2] + sigma_b2 = q`` give
+    ``sigma_w2 = 1 / Int Dz phi'(sqrt q z)^2`` and ``sigma_b2 = q - Int Dz phi(sqrt q z)^2 /
+    Int Dz phi'(sqrt q z)^2``: the critical line of Poole et al. (2016) and Schoenholz et al.
+    (2017), parametrised by q*. A negative sigma_b2 means no realisable point with that q*.
+    Whether q is a *stable* fixed point, reached from q = 1, is not checked here."""
+    _check_q(q)
+    if q == 0.0 or math.isinf(q):
+        raise ValueError(f"edge_of_chaos needs a finite q > 0, got {q}")
+    derivative = mean_derivative_sq(activation, q)
+    if derivative <= 0.0:
+        return math.inf, -math.inf
+    return 1.0 / derivative, q - second_moment(activation, q) / derivative
+
+
+@functools.lru_cache(maxsize=64)
+def _edge_curve(activation: ActivationFn) -> tuple[FloatArray, FloatArray]:
+    """``edge_of_chaos`` sampled on ``_EDGE_Q``: sigma_w2 and sigma_b2 arrays (read-only)."""
+    points = np.array([edge_of_chaos(activation, float(q)) for q in _EDGE_Q])
+    weights, biases = points[:, 0].copy(), points[:, 1].copy()
+    weights.flags.writeable = False
+    biases.flags.writeable = False
+    return weights, biases
+
+
+def _edge_candidates(activation: ActivationFn, sigma_b2: float) -> list[float]:
+    """sigma_w2 values where q* would be a fixed point with chi_1 = 1 at this bias: the roots in
+    q of ``edge_of_chaos(q)[1] = sigma_b2`` (sign changes on ``_EDGE_Q`` polished by Brent's
+    method in log q), and with sigma_b2 = 0 and phi(0) = 0 the q = 0 point
+    ``sigma_w2 = 1 / E[phi'(0)^2]`` (one-sided limits at a kink)."""
+    candidates = []
+    if sigma_b2 == 0.0 and second_moment(activation, 0.0) == 0.0:
+        at_zero = mean_derivative_sq(activation, 0.0)
+        if at_zero > 0.0:
+            candidates.append(1.0 / at_zero)
+    _, biases = _edge_curve(activation)
+    gap = biases - sigma_b2
+    signed = [i for i in range(gap.size) if abs(gap[i]) > _EDGE_NOISE * _EDGE_Q[i]]
+
+    def excess(log_q: float) -> float:
+        return edge_of_chaos(activation, math.exp(log_q))[1] - sigma_b2
+
+    for i, j in itertools.pairwise(signed):
+        if gap[i] * gap[j] < 0.0:
+            log_q = optimize.brentq(excess, math.log(_EDGE_Q[i]), math.log(_EDGE_Q[j]), xtol=1e-14)
+            candidates.append(edge_of_chaos(activation, math.exp(float(log_q)))[0])
+    return candidates
+
+
+def _is_critical(activation: ActivationFn, sigma_w2: float, sigma_b2: float) -> bool:
+    """q* (reached from q = 1) is finite with ``|chi_1(q*) - 1| <= 1e-6``."""
+    q = fixed_point(activation, sigma_w2, sigma_b2)
+    return math.isfinite(q) and abs(chi_1(activation, q, sigma_w2) - 1.0) <= _CRITICAL_CHECK
+
+
 @functools.lru_cache(maxsize=1024)  # pure in hashable arguments; searches are costly
 def critical_sigma_w2(
     activation: ActivationFn, sigma_b2: float, low: float = 0.1, high: float = 100.0
 ) -> float | None:
-    """The ``sigma_w2`` in ``[low, high]`` with ``chi_1(q*(sigma_w2)) = 1``, the edge of chaos
-    (Poole et al. 2016; Schoenholz et al. 2017); None if there is none.
+    """The smallest ``sigma_w2`` in ``[low, high]`` with ``chi_1(q*(sigma_w2)) = 1`` at a finite
+    q* (``fixed_point``: reached from q = 1), the edge of chaos (Poole et al. 2016; Schoenholz
+    et al. 2017); None if there is none. q* may be 0.
 
     ReLU family: ``chi_1 = sigma_w2 (1 + s^2) / 2`` whatever q, so ``2 / (1 + s^2)`` when
     ``sigma_b2 = 0``; with ``sigma_b2 > 0`` q* is infinite there and there is no edge of chaos
-    (None). Otherwise: scan 49 log-spaced points for sign changes of ``chi_1 - 1`` and polish
-    each with Brent's method (xtol 1e-13), skipping roots that are not an edge of chaos:
-    ``|chi_1 - 1| > 1e-6`` there means chi_1 jumps across 1 (q* switching between 0 and inf,
-    e.g. GELU with sigma_b2 = 0 near 2), and an infinite q* there means chi_1 reaches 1 only as
-    the length diverges (softplus at 2, like ReLU with bias). The smallest critical sigma_w2
-    is returned if there are several; where q* = 0 (sigma_b2 = 0, phi(0) = 0) that is
-    ``chi_1(0) = sigma_w2 (phi'(0-)^2 + phi'(0+)^2) / 2 = 1`` (tanh 1, SELU 0.4768). There
-    ``chi_1 - 1`` is linear below and ~quadratic above the root, so it is located to ~1e-8.
+    (None). Otherwise the candidates come from the critical line parametrised by q*
+    (``edge_of_chaos``): the roots in q of ``sigma_b2(q) = sigma_b2`` on a log grid of q from
+    1e-8 to 1e8 (16 per decade) polished by Brent's method, plus, where sigma_b2 = 0 and
+    phi(0) = 0, the q* = 0 point ``chi_1(0) = sigma_w2 (phi'(0-)^2 + phi'(0+)^2) / 2 = 1``
+    (tanh 1, SELU 0.4768). A candidate counts when ``fixed_point`` there is finite with
+    ``|chi_1 - 1| <= 1e-6``: this rejects unstable fixed points on the line (GELU and SiLU
+    below q ~ 3 and ~ 20, where the length map's slope exceeds 1) and fixed points not reached
+    from q = 1. Scanning sigma_w2 for a sign change of chi_1(q*) - 1 instead misses edges that
+    sit beside a jump of q* (GELU at sigma_b2 = 0.3: chi_1 crosses 1 at sigma_w2 = 1.9565,
+    q* = 8.9, inside a grid cell whose ends are < 1 and, at q* = inf, > 1).
     """
     _check_weights(low, sigma_b2)
     slope = _piecewise_linear_slope(activation)
     if slope is not None:
         critical = 2.0 / (1.0 + slope * slope)
         return critical if sigma_b2 == 0.0 and low <= critical <= high else None
-
-    def excess(sigma_w2: float) -> float:
-        return chi_1_at_fixed_point(activation, sigma_w2, sigma_b2) - 1.0
-
-    points = [(float(x), excess(float(x))) for x in np.geomspace(low, high, _CRITICAL_GRID)]
-    for (a, fa), (b, fb) in itertools.pairwise(points):
-        if fa == 0.0:
-            return a
-        if fa * fb < 0.0:
-            root = float(optimize.brentq(excess, a, b, xtol=1e-13))
-            finite = math.isfinite(fixed_point(activation, root, sigma_b2))
-            if finite and abs(excess(root)) <= _CRITICAL_CHECK:
-                return root
-    return high if points[-1][1] == 0.0 else None
+    accepted = [
+        w
+        for w in _edge_candidates(activation, sigma_b2)
+        if low <= w <= high and _is_critical(activation, w, sigma_b2)
+    ]
+    return min(accepted, default=None)
 
 
 @functools.lru_cache(maxsize=1024)  # pure in hashable arguments; searches are costly
 def nearest_to_critical(
     activation: ActivationFn, sigma_b2: float, low: float = 0.1, high: float = 100.0
 ) -> tuple[float, float]:
-    """``(sigma_w2, chi_1(q*))`` minimising ``|chi_1(q*(sigma_w2)) - 1|`` over ``[low, high]``:
-    for activations with no edge of chaos there (sigmoid with sigma_b2 = 0), how close one can
-    get. A 49-point log grid, then a bounded scalar minimisation around the best point."""
+    """``(sigma_w2, chi_1(q*))`` minimising ``|chi_1(q*(sigma_w2)) - 1|`` over the sigma_w2 in
+    ``[low, high]`` whose q* is finite and away from 0, ``Q_AWAY <= q* <= Q_MAX``: for
+    activations with no edge of chaos there (sigmoid with sigma_b2 = 0), how close one can get.
+    ``(nan, nan)`` when no sigma_w2 qualifies (GELU and SiLU with sigma_b2 = 0: q* is 0 or
+    infinite for every sigma_w2).
+
+    Points at q* = 0 or inf are excluded because their chi_1 describes no stationary network:
+    softplus and GELU approach chi_1 = 1 only as q* -> inf (the ReLU limit, sigma_w2 -> 2), and
+    SiLU at sigma_b2 = 0 jumps from q* = 0 (chi_1 = chi_1(0) = sigma_w2 / 4 <= 0.70) to q* = inf
+    at sigma_w2 = 1 / E[silu(z)^2] = 2.8108, where the unstable fixed point passes the
+    starting q = 1.
+
+    ReLU family: q* = sigma_b2 / (1 - chi_1) grows with chi_1 = sigma_w2 (1 + s^2) / 2, so the
+    nearest is at q* = Q_MAX, chi_1 = 1 - sigma_b2 / Q_MAX (with sigma_b2 = 0, the critical
+    point itself, where every q is fixed). Otherwise a 49-point log grid, then a bounded scalar
+    minimisation between the best admissible point's neighbours, an inadmissible neighbour
+    first replaced by the edge of the admissible range (bisection in log sigma_w2).
+    """
     _check_weights(low, sigma_b2)
+    slope = _piecewise_linear_slope(activation)
+    if slope is not None:
+        # sigma_b2 = 0: chi_1 = 1, where every q is a fixed point; else q* = sigma_b2 / (1 - chi_1)
+        chi = 1.0 if sigma_b2 == 0.0 else 1.0 - sigma_b2 / Q_MAX
+        sigma_w2 = min(chi * 2.0 / (1.0 + slope * slope), high)
+        if not (low <= sigma_w2 and _admissible(fixed_point(activation, sigma_w2, sigma_b2))):
+            return math.nan, math.nan
+        return sigma_w2, chi_1_at_fixed_point(activation, sigma_w2, sigma_b2)
+
+    def admissible(log_sigma: float) -> bool:  # cheaper than fixed_point beyond [Q_AWAY, Q_MAX]
+        settled = _settle(activation, math.exp(log_sigma), sigma_b2, Q_AWAY / 2, 2 * Q_MAX)
+        return _admissible(settled)
 
     def distance(log_sigma: float) -> float:
-        chi = chi_1_at_fixed_point(activation, math.exp(log_sigma), sigma_b2)
-        return abs(chi - 1.0)
+        if not admissible(log_sigma):
+            return _OUTSIDE
+        return abs(chi_1_at_fixed_point(activation, math.exp(log_sigma), sigma_b2) - 1.0)
 
-    logs = np.linspace(math.log(low), math.log(high), _CRITICAL_GRID)
-    values = [distance(float(x)) for x in logs]
+    logs = [float(x) for x in np.linspace(math.log(low), math.log(high), _CRITICAL_GRID)]
+    values = [distance(x) for x in logs]
     best = int(np.argmin(values))
-    bounds = (float(logs[max(best - 1, 0)]), float(logs[min(best + 1, logs.size - 1)]))
-    found = optimize.minimize_scalar(distance, bounds=bounds, method="bounded")
-    log_sigma = float(found.x) if float(found.fun) < values[best] else float(logs[best])
+    if values[best] >= _OUTSIDE:
+        return math.nan, math.nan
+    ends = []
+    for neighbour in (best - 1, best + 1):
+        if not 0 <= neighbour < len(logs):
+            ends.append(logs[best])
+            continue
+        inside, outside = logs[best], logs[neighbour]
+        if values[neighbour] < _OUTSIDE:
+            ends.append(outside)
+            continue
+        for _ in range(20):  # the admissible range's end, to 2^-20 of a grid step
+            middle = 0.5 * (inside + outside)
+            inside, outside = (middle, outside) if admissible(middle) else (inside, middle)
+        ends.append(inside)
+    log_sigma = logs[best]
+    if ends[1] > ends[0]:
+        found = optimize.minimize_scalar(distance, bounds=(ends[0], ends[1]), method="bounded")
+        candidates = [(values[best], logs[best]), (float(found.fun), float(found.x))]
+        candidates += [(distance(end), end) for end in ends]
+        log_sigma = min(candidates)[1]
     sigma_w2 = min(max(math.exp(log_sigma), low), high)  # exp(log(x)) may round past x
     return sigma_w2, chi_1_at_fixed_point(activation, sigma_w2, sigma_b2)
+
+
+def _admissible(q: float) -> bool:
+    """``Q_AWAY <= q <= Q_MAX``, the upper end with room for rounding (a ReLU-family q* placed
+    at Q_MAX comes back as ``sigma_b2 / (1 - chi_1)``)."""
+    return Q_AWAY <= q <= Q_MAX * (1.0 + 1e-9)
 
 
 # -- a whole network --------------------------------------------------------------------------
