@@ -5,6 +5,7 @@ arXiv:1611.01232). Every check states its tolerance and why it is that size.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from functools import cache
 import numpy as np
 import pytest
 from initscope.engine import theory
+from initscope.engine.activations import ACTIVATIONS as CATALOGUE
 from initscope.engine.activations import (
     ELU,
     GELU,
@@ -416,6 +418,100 @@ def test_relu_family_critical_point_survives_rounding() -> None:
         activation = LeakyReLU(negative_slope=float(slope))
         sigma_w2 = 2.0 / (1.0 + float(slope) ** 2)
         assert theory.fixed_point(activation, sigma_w2, 0.0) == 1.0
+
+
+# --- critical_point: the point to recommend ------------------------------------------------------
+
+# Default instances; sigma_b2 = 0: (sigma_w2, sigma_b2, q*, chi_1, exact) to 1e-3 relative.
+CRITICAL_POINTS: dict[str, tuple[float, float, float | None, float, bool]] = {
+    "linear": (1.0, 0.0, None, 1.0, True),
+    "sigmoid": (100.0, 0.0, 44.21, 0.9858, False),
+    "tanh": (1.189, 0.001, 0.1073, 1.0, True),
+    "relu": (2.0, 0.0, None, 1.0, True),
+    "leaky_relu": (1.9998, 0.0, None, 1.0, True),
+    "elu": (1.227, 0.001, 0.1120, 1.0, True),
+    "selu": (0.6647, 0.002, 0.1244, 1.0, True),
+    "gelu": (1.971, 0.2, 4.471, 1.0, True),
+    "silu": (1.967, 1.0, 39.39, 1.0, True),
+    "softplus": (2.0, 0.0, 9865.0, 0.992, False),
+    "hard_tanh": (1.008, 0.001, 0.1440, 1.0, True),
+}
+
+
+@pytest.mark.parametrize("cls", CATALOGUE, ids=lambda c: c.__name__)
+def test_critical_point_for_every_activation(cls: type[ActivationFn]) -> None:
+    """critical_point(activation, 0) for every activation of the catalogue, against the table
+    above (1e-3 relative; softplus's q* 5 %, it sits at the Q_MAX cap where it moves fast with
+    sigma_w2), and at sigma_b2 in {0, 0.05}: consistent with the maps -- chi_1_at_fixed_point
+    and fixed_point at the returned point are its chi_1 and q_star (q_star None: every q is a
+    fixed point) -- exact only with chi_1 = 1 to 1e-6 at q* >= Q_AWAY, never below the
+    requested bias (except the ReLU family's sigma_b2 = 0), cached."""
+    activation = cls()
+    sigma_w2, sigma_b2, q_star, chi, exact = CRITICAL_POINTS[activation.name]
+    point = theory.critical_point(activation, 0.0)
+    assert point is not None
+    assert point.sigma_w2 == pytest.approx(sigma_w2, rel=1e-3)
+    assert point.sigma_b2 == sigma_b2
+    assert point.chi_1 == pytest.approx(chi, rel=1e-3)
+    assert point.exact is exact
+    if q_star is None:
+        assert point.q_star is None
+    else:
+        assert point.q_star == pytest.approx(q_star, rel=0.05 if cls is Softplus else 1e-3)
+    for request in (0.0, 0.05):
+        point = theory.critical_point(activation, request)
+        assert point is not None
+        assert point is theory.critical_point(activation, request)
+        assert point.how.startswith(activation.label)
+        at = (activation, point.sigma_w2, point.sigma_b2)
+        assert theory.chi_1_at_fixed_point(*at) == point.chi_1
+        if point.q_star is None:
+            assert point.sigma_b2 == 0.0
+            for q in (0.3, 1.0, 7.0):
+                assert theory.length_map(*at[:1], q, *at[1:]) == pytest.approx(q, rel=1e-15)
+        else:
+            assert theory.fixed_point(*at) == point.q_star
+            assert point.sigma_b2 >= request
+        if point.exact:
+            assert point.chi_1 == pytest.approx(1.0, abs=1e-6)
+            assert point.q_star is None or point.q_star >= theory.Q_AWAY
+
+
+def test_critical_point_keeps_selu_away_from_q_star_zero() -> None:
+    """SELU without bias: chi_1(0) = sigma_w2 scale^2 (1 + alpha^2) / 2 = 1 at sigma_w2 = 0.4768,
+    but there q* = 2.7e-9 (at 0.4768 as written; 0 at the exact root): the network is linear in
+    the limit and its signal fades. (Its self-normalising point, sigma_w2 = 1, has q* = 1 and
+    chi_1 = 1.07: slightly chaotic, Klambauer et al. 2017.) critical_point says so and raises
+    the bias to 0.002, the first value of BIAS_GRID whose edge has q* >= Q_AWAY: sigma_w2 =
+    0.6647, q* = 0.124."""
+    assert theory.fixed_point(SELU(), 0.4768, 0.0) == pytest.approx(2.7e-9, rel=0.02)
+    assert theory.fixed_point(SELU(), 1.0, 0.0) == pytest.approx(1.0, rel=1e-9)
+    assert theory.chi_1_at_fixed_point(SELU(), 1.0, 0.0) == pytest.approx(1.07, abs=0.005)
+    point = theory.critical_point(SELU(), 0.0)
+    assert point is not None
+    assert point.sigma_w2 != pytest.approx(0.4768, abs=0.01)
+    assert "sigma_w^2 = 0.4768, but there q* = 2.7e-09 < 0.1" in point.how
+    assert (point.sigma_b2, point.exact) == (0.002, True)
+    raised = theory.critical_point(SELU(), 0.001)  # 0.001 itself gives q* = 0.085
+    assert raised is not None
+    assert dataclasses.replace(raised, how="") == dataclasses.replace(point, how="")
+    assert "q* = 0.085 < 0.1 (Q_AWAY): the pre-activations stay where phi is nearly" in raised.how
+
+
+def test_critical_point_at_the_requested_bias_and_beyond() -> None:
+    """tanh with sigma_b2 = 0.05 is critical at 1.761 with q* = 0.570 >= Q_AWAY: returned as
+    is. ReLU with a bias has no finite-q* edge (q grows by sigma_b2 per layer at sigma_w2 = 2):
+    the sigma_b2 = 0 point, and how says so. A bias alone above Q_MAX leaves nothing (None)."""
+    point = theory.critical_point(Tanh(), 0.05)
+    assert point is not None
+    assert (point.sigma_b2, point.exact) == (0.05, True)
+    assert point.sigma_w2 == theory.critical_sigma_w2(Tanh(), 0.05)
+    assert point.sigma_w2 == pytest.approx(1.761, abs=1e-3)
+    relu = theory.critical_point(ReLU(), 0.05)
+    assert relu is not None
+    assert dataclasses.replace(relu, how="") == theory.CriticalPoint(2.0, 0.0, None, 1.0, True, "")
+    assert "q grows by 0.05 per layer without bound" in relu.how
+    assert theory.critical_point(Tanh(), 2e4) is None
 
 
 def test_phase_labels() -> None:

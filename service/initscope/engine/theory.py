@@ -10,8 +10,9 @@ Depth scales come from the slopes of the length map and of the *normalised* corr
 (``correlation_slope``); the latter is 1 for the ReLU family without bias whatever sigma_w2, so
 there correlations approach 1 polynomially, not exponentially (``correlation_gap_constant``).
 The edge of chaos is found on the critical line parametrised by q* (``edge_of_chaos``):
-``critical_sigma_w2`` is chi_1(q*) = 1 at the given bias, q* = 0 included;
-``nearest_to_critical`` is the nearest point with a finite q* away from 0 where there is none.
+``critical_sigma_w2`` is chi_1(q*) = 1 at the given bias, q* = 0 included; ``critical_point``
+is the point to recommend, with q* kept away from 0 (``Q_AWAY``) by raising the bias if need
+be, or the nearest point with a finite q* where an activation has no edge.
 
 Conventions (those of ``initscope.engine.simulation``): layer ``l`` computes
 ``a_l = h_{l-1} @ W_l + b_l``, ``h_l = phi(a_l)`` with ``W ~ N(0, sigma_w2 / fan_in)`` and
@@ -65,6 +66,7 @@ from initscope.jobs import LayerSpec
 from initscope.labels import layer_span
 
 __all__ = [
+    "BIAS_GRID",
     "GAUSS_HERMITE_MAX_Q",
     "LEGENDRE_ORDER",
     "NODES",
@@ -72,6 +74,7 @@ __all__ = [
     "Q_AWAY",
     "Q_MAX",
     "Z_MAX",
+    "CriticalPoint",
     "LayerTheory",
     "Phase",
     "c_star",
@@ -80,6 +83,7 @@ __all__ = [
     "correlation_gap_constant",
     "correlation_map",
     "correlation_slope",
+    "critical_point",
     "critical_sigma_w2",
     "depth_scales",
     "edge_of_chaos",
@@ -113,7 +117,7 @@ PHASE_TOL: Final = 0.01
 """``|chi_1 - 1| <= PHASE_TOL`` is called critical: a 1 % per-layer change compounds to
 1.01^50 = e^0.5 over 50 layers, less than a factor 2 in signal or gradient."""
 Q_AWAY: Final = 0.1
-"""The smallest q* counted as away from 0 (pre-activation RMS 0.32) by
+"""The smallest q* counted as away from 0 (pre-activation RMS 0.32) by ``critical_point`` and
 ``nearest_to_critical``.
 There the activations here are no longer linear: tanh's ``E[tanh(u)^2] / q`` is 0.84 and its
 ``E[tanh'(u)^2]`` 0.85 (ELU 0.82, SELU 0.73 of their q -> 0 values), and on the critical line
@@ -128,7 +132,8 @@ q = 1e4 an unbounded phi is within about ``1 / sqrt(q)`` = 1 % of its ReLU-like 
 (``E[phi'^2]`` differs from its q -> inf value by 0.1 % for GELU, 0.8 % for softplus, 1.1 % for
 SELU), so beyond it chi_1 moves less than PHASE_TOL and the network behaves like a ReLU one
 with a bias, which has no edge of chaos."""
-
+BIAS_GRID: Final = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+"""The sigma_b2 values ``critical_point`` tries, in order, above the requested one."""
 
 _Z_GRID: Final = np.arange(-Z_MAX, Z_MAX + 1.0)
 _POWERS: Final = 2.0 ** np.arange(-2, 9)
@@ -813,7 +818,8 @@ def critical_sigma_w2(
 ) -> float | None:
     """The smallest ``sigma_w2`` in ``[low, high]`` with ``chi_1(q*(sigma_w2)) = 1`` at a finite
     q* (``fixed_point``: reached from q = 1), the edge of chaos (Poole et al. 2016; Schoenholz
-    et al. 2017); None if there is none. q* may be 0.
+    et al. 2017); None if there is none. q* may be 0 (see ``critical_point`` for one away
+    from 0).
 
     ReLU family: ``chi_1 = sigma_w2 (1 + s^2) / 2`` whatever q, so ``2 / (1 + s^2)`` when
     ``sigma_b2 = 0``; with ``sigma_b2 > 0`` q* is infinite there and there is no edge of chaos
@@ -910,10 +916,157 @@ def nearest_to_critical(
     return sigma_w2, chi_1_at_fixed_point(activation, sigma_w2, sigma_b2)
 
 
+@dataclass(frozen=True)
+class CriticalPoint:
+    """An edge-of-chaos initialisation for one activation and bias, as ``critical_point`` chose
+    it (Poole et al. 2016; Schoenholz et al. 2017).
+
+    ``sigma_w2, sigma_b2``: the point; sigma_b2 may be above the one asked for (to keep q* away
+    from 0), or 0 for the ReLU family. ``q_star``: ``fixed_point`` there; None where every q is
+    a fixed point (ReLU family and linear at sigma_b2 = 0). ``chi_1``:
+    ``chi_1_at_fixed_point`` there. ``exact``: ``chi_1 = 1`` (to 1e-6) at a finite
+    ``q* >= Q_AWAY`` (or q* None); False for the nearest point of an activation without an
+    edge. ``how``: one or two sentences, in numbers, saying how the point was chosen.
+    """
+
+    sigma_w2: float
+    sigma_b2: float
+    q_star: float | None
+    chi_1: float
+    exact: bool
+    how: str
+
+
+@functools.lru_cache(maxsize=256)  # called per request; pure in hashable arguments
+def critical_point(activation: ActivationFn, sigma_b2: float) -> CriticalPoint | None:
+    """The critical ``(sigma_w2, sigma_b2)`` for this activation and this bias, or the nearest
+    one that keeps q* away from 0 (``Q_AWAY``).
+
+    - ReLU family and linear: ``sigma_w2 = 2 / (1 + s^2)``, ``sigma_b2 = 0``, q* None (every q
+      is a fixed point). With sigma_b2 > 0 there is no finite-q* edge -- at that sigma_w2 q
+      grows by sigma_b2 per layer, linearly -- and ``how`` says so; the point returned is still
+      the sigma_b2 = 0 one.
+    - Otherwise ``critical_sigma_w2(activation, sigma_b2)`` if its q* >= Q_AWAY. If q* < Q_AWAY
+      (q* = 0: tanh and ELU at sigma_b2 = 0 give sigma_w2 = 1; SELU 0.4768, where q* = 2.7e-9
+      as written to 4 digits, not its self-normalising q* = 1 at sigma_w2 = 1) or there is no
+      edge, sigma_b2 is raised along ``BIAS_GRID`` (1-2-5 steps from 1e-3 to 1, those above
+      the request) to the first value whose critical sigma_w2 has q* >= Q_AWAY.
+    - Without such an edge (sigmoid: chi_1(q*) < 1 for every sigma_w2 in [0.1, 100];
+      softplus: chi_1 -> 1 only as q* -> inf), the nearest point of ``nearest_to_critical``
+      (Q_AWAY <= q* <= Q_MAX) at the requested sigma_b2, or at the first larger grid value
+      that has one, with ``exact = False``.
+    - None when there is not even that: no sigma_b2 from the request's up to the grid's end
+      has a sigma_w2 in [0.1, 100] with a q* in [Q_AWAY, Q_MAX] (a bias alone above Q_MAX).
+
+    Cached; the first call per activation samples the critical line (``_edge_curve``).
+    """
+    _check_weights(0.0, sigma_b2)
+    slope = _piecewise_linear_slope(activation)
+    if slope is not None:
+        return _piecewise_linear_point(activation, slope, sigma_b2)
+    name = activation.label
+    found = critical_sigma_w2(activation, sigma_b2)
+    if found is not None:
+        q = fixed_point(activation, found, sigma_b2)
+        if q >= Q_AWAY:
+            how = (
+                f"{name}: chi_1(q*) = 1 at sigma_w^2 = {found:.4g} with the requested "
+                f"sigma_b^2 = {sigma_b2:.3g}, where q* = {q:.3g} >= {Q_AWAY:g} (Q_AWAY)."
+            )
+            return _exact_point(activation, found, sigma_b2, how)
+        shown = float(f"{found:.4g}")  # the q* of the sigma_w2 the text shows
+        small = fixed_point(activation, shown, sigma_b2)
+        fate = (
+            "the signal fades towards 0 with depth and the network becomes linear"
+            if small < 1e-6
+            else "the pre-activations stay where phi is nearly linear"
+        )
+        why = (
+            f"{name} with sigma_b^2 = {sigma_b2:.3g} has chi_1(q*) = 1 at sigma_w^2 = "
+            f"{shown:.4g}, but there q* = {small:.2g} < {Q_AWAY:g} (Q_AWAY): {fate}."
+        )
+    else:
+        why = (
+            f"{name} with sigma_b^2 = {sigma_b2:.3g} has no sigma_w^2 in [0.1, 100] with "
+            "chi_1(q*) = 1 at a finite, stable q*."
+        )
+    raised = [b for b in BIAS_GRID if b > sigma_b2]
+    for bias in raised:
+        found = critical_sigma_w2(activation, bias)
+        if found is not None and (q := fixed_point(activation, found, bias)) >= Q_AWAY:
+            how = (
+                f"{why} The smallest sigma_b^2 of the grid {_grid_text(raised)} whose edge "
+                f"has q* >= {Q_AWAY:g} is {bias:g}: chi_1(q*) = 1 at sigma_w^2 = {found:.4g}, "
+                f"q* = {q:.3g}."
+            )
+            return _exact_point(activation, found, bias, how)
+    for bias in (sigma_b2, *raised):
+        sigma_w2, chi = nearest_to_critical(activation, bias)
+        if math.isfinite(sigma_w2):
+            q = fixed_point(activation, sigma_w2, bias)
+            searched = (
+                f" Nor does any larger sigma_b^2 of the grid ({_grid_text(raised)})."
+                if raised
+                else ""
+            )
+            limit = ""
+            if q >= 0.5 * Q_MAX:
+                limit = " (q* at its cap Q_MAX: chi_1 approaches 1 only as q* grows)"
+            elif sigma_w2 >= 100.0:
+                limit = " (sigma_w^2 at the end of the range searched)"
+            how = (
+                f"{why}{searched} The nearest point with {Q_AWAY:g} <= q* <= {Q_MAX:g}, at "
+                f"sigma_b^2 = {bias:.3g}: sigma_w^2 = {sigma_w2:.4g}, chi_1 = {chi:.4g}, "
+                f"q* = {q:.3g}{limit}."
+            )
+            return CriticalPoint(sigma_w2, bias, q, chi, exact=False, how=how)
+    return None
+
+
+def _exact_point(
+    activation: ActivationFn, sigma_w2: float, sigma_b2: float, how: str
+) -> CriticalPoint:
+    q = fixed_point(activation, sigma_w2, sigma_b2)
+    chi = chi_1(activation, q, sigma_w2)
+    return CriticalPoint(sigma_w2, sigma_b2, q, chi, exact=True, how=how)
+
+
+def _piecewise_linear_point(
+    activation: ActivationFn, slope: float, sigma_b2: float
+) -> CriticalPoint:
+    """``sigma_w2 = 2 / (1 + s^2)``, ``sigma_b2 = 0``: chi_1 = 1 at every q."""
+    factor = (1.0 + slope * slope) / 2.0
+    sigma_w2 = 1.0 / factor
+    law = {0.0: "chi_1 = sigma_w^2 / 2", 1.0: "chi_1 = sigma_w^2"}.get(
+        slope, f"chi_1 = sigma_w^2 (1 + {slope:g}^2) / 2"
+    )
+    name = activation.label
+    if sigma_b2 == 0.0:
+        how = (
+            f"{name}: {law} at every q, so sigma_w^2 = {sigma_w2:.4g} with sigma_b^2 = 0 is "
+            "critical, and there every q is a fixed point (q* is None)."
+        )
+    else:
+        how = (
+            f"{name}: {law} at every q. With sigma_b^2 = {sigma_b2:.3g} there is no edge of "
+            f"chaos at a finite q*: at sigma_w^2 = {sigma_w2:.4g} (chi_1 = 1) q grows by "
+            f"{sigma_b2:.3g} per layer without bound, and below it q* = sigma_b^2 / (1 - chi_1) "
+            f"is finite but chi_1 < 1. The critical point is sigma_w^2 = {sigma_w2:.4g} with "
+            "sigma_b^2 = 0."
+        )
+    chi = chi_1(activation, fixed_point(activation, sigma_w2, 0.0), sigma_w2)
+    return CriticalPoint(sigma_w2, 0.0, None, chi, exact=True, how=how)
+
+
 def _admissible(q: float) -> bool:
     """``Q_AWAY <= q <= Q_MAX``, the upper end with room for rounding (a ReLU-family q* placed
     at Q_MAX comes back as ``sigma_b2 / (1 - chi_1)``)."""
     return Q_AWAY <= q <= Q_MAX * (1.0 + 1e-9)
+
+
+def _grid_text(values: Sequence[float]) -> str:
+    shown = [f"{x:g}" for x in values]
+    return ", ".join(shown) if len(shown) <= 3 else f"{', '.join(shown[:2])}, ..., {shown[-1]}"
 
 
 # -- a whole network --------------------------------------------------------------------------
