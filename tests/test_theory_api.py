@@ -103,3 +103,57 @@ def test_he_relu_is_critical_with_unbounded_depth_scales(client: TestClient) -> 
     assert theory["phase"] == "critical"
     assert theory["xi_c"] is None
     assert any("xi_c is unbounded" in note for note in theory["notes"])
+
+
+def _std(sigma_w2: float) -> dict[str, Any]:
+    """W ~ N(0, sigma_w2 / 200): every layer of _net has fan_in 200."""
+    return {"scheme": "normal", "std": (sigma_w2 / 200) ** 0.5}
+
+
+def test_relu_without_bias_has_a_length_scale_but_no_correlation_scale(
+    client: TestClient,
+) -> None:
+    """Issue 12: ReLU at sigma_w^2 = 0.01 reported xi_c = 0.189 layers (-1/ln chi_1, valid only at
+    a finite, positive q*). The normalised correlation map is the arc-cosine map, slope 1 at
+    c = 1 for every sigma_w^2: xi_c and the trainable depth are null, with a note giving the
+    polynomial law 1 - c_l ~ 9 pi^2 / (2 l^2) (Hayou et al. 2019); xi_q = -1/ln 0.005 stays."""
+    theory = client.post("/analyze", json=_net(activation="relu", init=_std(0.01))).json()["theory"]
+    assert theory["xi_q"] == pytest.approx(0.18873, abs=1e-4)
+    assert theory["xi_c"] is None
+    assert theory["trainable_depth"] is None
+    note = next(n for n in theory["notes"] if n.startswith("xi_c is unbounded"))
+    assert "polynomially, 1 - c_l ~ 44.4 / l^2 (9 pi^2 / (2 l^2) for ReLU" in note
+    assert "for every sigma_w^2" in note
+
+
+def test_tanh_with_q_star_zero_preserves_correlations(client: TestClient) -> None:
+    theory = client.post("/analyze", json=_net(init=_std(0.5))).json()["theory"]
+    assert theory["q_star"] == 0.0
+    assert theory["xi_c"] is None
+    assert any("q* = 0" in n and "preserved" in n for n in theory["notes"])
+
+
+def test_relu_at_he_with_bias_grows_linearly_and_is_not_called_chaotic(
+    client: TestClient,
+) -> None:
+    """Issue 12: beside phase "critical" the note said "q* is infinite: the length map diverges
+    (unbounded activation, chaotic)". At sigma_w^2 = 2 with sigma_b^2 = 0.09, chi_1 = 1 and q
+    grows by sigma_b^2 per layer: linearly, not chaotically."""
+    body = _net(activation="relu", init="he_normal", bias={"scheme": "normal", "std": 0.3})
+    theory = client.post("/analyze", json=body).json()["theory"]
+    assert theory["phase"] == "critical"
+    assert theory["q_star"] is None
+    assert not any("chaotic" in note for note in theory["notes"])
+    assert any(
+        "q grows without bound, linearly, by sigma_b^2 = 0.09 per layer" in note
+        for note in theory["notes"]
+    )
+
+
+def test_relu_above_he_grows_geometrically(client: TestClient) -> None:
+    theory = client.post("/analyze", json=_net(activation="relu", init=_std(4.0))).json()["theory"]
+    assert theory["phase"] == "chaotic"
+    assert any(
+        "geometrically, by a factor of 2 per layer" in note and "(chaotic)" in note
+        for note in theory["notes"]
+    )

@@ -11,6 +11,7 @@ import numpy as np
 
 from initscope import __version__
 from initscope.engine import theory
+from initscope.engine.activations import ActivationFn
 from initscope.engine.advice import recommend
 from initscope.engine.diagnosis import diagnose
 from initscope.engine.floating import applies_policy
@@ -85,6 +86,77 @@ def _obstacles(job: AnalysisJob, sim: Simulation) -> list[str]:
     return notes
 
 
+def _growth_note(activation: ActivationFn, sigma_b2: float, chi: float) -> str:
+    """What the length map does when q* is infinite. For an unbounded phi, asymptotically linear
+    with slopes a-, a+, ``L(q) / q -> sigma_w2 (a-^2 + a+^2) / 2``, which is also
+    ``chi_1(inf)``, the chi_1 reported; for the ReLU family ``L(q) = chi_1 q + sigma_b2``."""
+    relu_like = theory.correlation_gap_constant(activation) is not None or (
+        activation.name == "linear"
+    )
+    if abs(chi - 1.0) <= 1e-12:  # sigma_w2 from a std: 2 (1 + 2e-16) is still 2
+        if relu_like:
+            return (
+                "q* is infinite: with chi_1 = 1 the length map is q' = q + sigma_b^2, so q grows "
+                f"without bound, linearly, by sigma_b^2 = {sigma_b2:.3g} per layer; gradients "
+                "keep their size (chi_1 = 1 at every q), but there is no fixed point to settle at"
+            )
+        return (
+            "q* is infinite: q grows without bound, but more slowly than geometrically (its "
+            "growth factor per layer tends to 1); chi_1 = 1 is its limit as q -> inf"
+        )
+    if chi > 1.0:
+        law = "sigma_w^2 (1 + s^2) / 2" if relu_like else "sigma_w^2 E[phi'^2] as q -> inf"
+        return (
+            f"q* is infinite: q grows without bound, geometrically, by a factor of "
+            f"{chi:.4g} per layer once it is large ({law}); chi_1 = {chi:.4g} is that limit "
+            "as q -> inf, > 1 (chaotic): gradients also grow by that factor per layer"
+        )
+    return (
+        f"q* is infinite: q grows without bound, but more slowly than geometrically; "
+        f"chi_1 = {chi:.4g} is its limit as q -> inf"
+    )
+
+
+def _correlation_note(activation: ActivationFn, sigma_b2: float, q_star: float, chi: float) -> str:
+    """Why xi_c is unbounded: the slope at c = 1 of the normalised correlation map is 1
+    (``theory.correlation_slope``; Hayou, Doucet & Rousseau 2019 for the ReLU family)."""
+    head = "xi_c is unbounded here (null), and with it the trainable depth 6 xi_c: "
+    gap = theory.correlation_gap_constant(activation)
+    if activation.name == "linear":
+        return head + (
+            "a linear network maps correlations to themselves (slope 1 at c = 1), so they are "
+            "preserved: there is no exponential depth scale"
+        )
+    if gap is not None:
+        arc = (
+            f"with sigma_b^2 = 0 the normalised correlation map of {activation.label} is"
+            if sigma_b2 == 0.0
+            else "as q grows without bound the bias fades, and the normalised correlation map of "
+            f"{activation.label} tends to"
+        )
+        return head + (
+            f"{arc} the scale-free arc-cosine map, whose slope at c = 1 is 1 for every "
+            "sigma_w^2; the correlation of two inputs approaches 1 polynomially, "
+            f"1 - c_l ~ {gap:.3g} / l^2 (9 pi^2 / (2 l^2) for ReLU, Hayou et al. 2019), so there "
+            "is no exponential depth scale"
+        )
+    if q_star == 0.0:
+        return head + (
+            "q* = 0, so the pre-activations shrink to where phi is linear and the network is "
+            "linear in the limit: the normalised correlation map's slope at c = 1 tends to 1 and "
+            "correlations are preserved rather than driven to 1, with no exponential depth scale"
+        )
+    if math.isinf(q_star):
+        return head + (
+            f"q grows without bound, where {activation.label} acts like a ReLU: correlations "
+            "approach 1 polynomially (~1 / l^2, Hayou et al. 2019), with no exponential depth "
+            "scale"
+        )
+    return head + (
+        f"chi_1(q*) = {chi:.4g} is 1 within rounding, the edge of chaos: no exponential depth scale"
+    )
+
+
 def predict(job: AnalysisJob, sim: Simulation) -> NetworkTheory:
     """Mean-field predictions beside the measurements (Poole et al. 2016; Schoenholz et al.
     2017): per layer q^l, E[h^2], chi_1(q^l) and the gradient ratio from the actual input's
@@ -132,11 +204,12 @@ def predict(job: AnalysisJob, sim: Simulation) -> NetworkTheory:
     q_star = theory.fixed_point(activation, sigma_w2, sigma_b2)
     chi = theory.chi_1_at_fixed_point(activation, sigma_w2, sigma_b2)
     if math.isinf(q_star):
-        notes.append("q* is infinite: the length map diverges (unbounded activation, chaotic)")
+        notes.append(_growth_note(activation, sigma_b2, chi))
     xi_q, xi_c = theory.depth_scales(activation, sigma_w2, sigma_b2)
-    for name, xi in (("xi_q", xi_q), ("xi_c", xi_c)):
-        if math.isinf(xi):
-            notes.append(f"{name} is unbounded here (null): no finite depth scale")
+    if math.isinf(xi_q):
+        notes.append("xi_q is unbounded here (null): no finite depth scale")
+    if math.isinf(xi_c):
+        notes.append(_correlation_note(activation, sigma_b2, q_star, chi))
     critical = theory.critical_sigma_w2(activation, sigma_b2)
     return NetworkTheory(
         applicable=True,

@@ -2,7 +2,17 @@
 
 Poole, Lahiri, Raghu, Sohl-Dickstein & Ganguli (2016), "Exponential expressivity in deep neural
 networks through transient chaos", arXiv:1606.05340; Schoenholz, Gilmer, Ganguli &
-Sohl-Dickstein (2017), "Deep information propagation", arXiv:1611.01232.
+Sohl-Dickstein (2017), "Deep information propagation", arXiv:1611.01232; Hayou, Doucet &
+Rousseau (2019), "On the impact of the activation function on deep neural networks training",
+arXiv:1902.06853 (ReLU-like networks on the edge of chaos).
+
+Depth scales come from the slopes of the length map and of the *normalised* correlation map
+(``correlation_slope``); the latter is 1 for the ReLU family without bias whatever sigma_w2, so
+there correlations approach 1 polynomially, not exponentially (``correlation_gap_constant``).
+The edge of chaos is found on the critical line parametrised by q* (``edge_of_chaos``):
+``critical_sigma_w2`` is chi_1(q*) = 1 at the given bias, q* = 0 included; ``critical_point``
+is the point to recommend, with q* kept away from 0 (``Q_AWAY``) by raising the bias if need
+be, or the nearest point with a finite q* where an activation has no edge.
 
 Conventions (those of ``initscope.engine.simulation``): layer ``l`` computes
 ``a_l = h_{l-1} @ W_l + b_l``, ``h_l = phi(a_l)`` with ``W ~ N(0, sigma_w2 / fan_in)`` and
@@ -56,19 +66,27 @@ from initscope.jobs import LayerSpec
 from initscope.labels import layer_span
 
 __all__ = [
+    "BIAS_GRID",
     "GAUSS_HERMITE_MAX_Q",
     "LEGENDRE_ORDER",
     "NODES",
     "PHASE_TOL",
+    "Q_AWAY",
+    "Q_MAX",
     "Z_MAX",
+    "CriticalPoint",
     "LayerTheory",
     "Phase",
     "c_star",
     "chi_1",
     "chi_1_at_fixed_point",
+    "correlation_gap_constant",
     "correlation_map",
+    "correlation_slope",
+    "critical_point",
     "critical_sigma_w2",
     "depth_scales",
+    "edge_of_chaos",
     "expect",
     "fixed_point",
     "gauss_hermite",
@@ -98,6 +116,24 @@ Z_MAX: Final = 10.0
 PHASE_TOL: Final = 0.01
 """``|chi_1 - 1| <= PHASE_TOL`` is called critical: a 1 % per-layer change compounds to
 1.01^50 = e^0.5 over 50 layers, less than a factor 2 in signal or gradient."""
+Q_AWAY: Final = 0.1
+"""The smallest q* counted as away from 0 (pre-activation RMS 0.32) by ``critical_point`` and
+``nearest_to_critical``.
+There the activations here are no longer linear: tanh's ``E[tanh(u)^2] / q`` is 0.84 and its
+``E[tanh'(u)^2]`` 0.85 (ELU 0.82, SELU 0.73 of their q -> 0 values), and on the critical line
+the length map's slope at q* is 0.84 (SELU 0.85, ELU 0.91), so q settles exponentially within
+xi_q = 6 layers (ELU 11). At q* = 0.01 tanh is linear to 2 % and xi_q = 51 layers; at q* = 0
+the network is linear in the limit and its signal fades (only polynomially where chi_1(0) = 1,
+tanh at sigma_w2 = 1: q_l ~ 1 / (2 l)). (Hard tanh, linear on [-1, 1], still clips only 0.16 %
+of its inputs at q = 0.1.)"""
+Q_MAX: Final = 1e4
+"""The largest q* of a "nearest" point (``nearest_to_critical``), ``1 / PHASE_TOL^2``: at
+q = 1e4 an unbounded phi is within about ``1 / sqrt(q)`` = 1 % of its ReLU-like limit
+(``E[phi'^2]`` differs from its q -> inf value by 0.1 % for GELU, 0.8 % for softplus, 1.1 % for
+SELU), so beyond it chi_1 moves less than PHASE_TOL and the network behaves like a ReLU one
+with a bias, which has no edge of chaos."""
+BIAS_GRID: Final = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+"""The sigma_b2 values ``critical_point`` tries, in order, above the requested one."""
 
 _Z_GRID: Final = np.arange(-Z_MAX, Z_MAX + 1.0)
 _POWERS: Final = 2.0 ** np.arange(-2, 9)
@@ -110,6 +146,9 @@ _Q_FLOOR: Final = 1e-30  # ... and one still shrinking here (with L(0) = 0) to c
 _NOISE: Final = 1e-10  # |q' - q| below this fraction of q is quadrature rounding, not a sign
 _CRITICAL_GRID: Final = 49  # log-spaced sigma_w2 points scanned for a sign change
 _CRITICAL_CHECK: Final = 1e-6  # |chi_1 - 1| accepted at a root (rejects jumps of chi_1)
+_EDGE_Q: Final = np.geomspace(1e-8, 1e8, 257)  # q* samples of the critical line, 16 per decade
+_EDGE_NOISE: Final = 1e-9  # |sigma_b2(q) - target| below this fraction of q has no sign
+_OUTSIDE: Final = 1e6  # nearest_to_critical's distance for a q* outside [Q_AWAY, Q_MAX]
 
 
 # -- quadrature rules ---------------------------------------------------------------------------
@@ -403,11 +442,24 @@ def fixed_point(activation: ActivationFn, sigma_w2: float, sigma_b2: float) -> f
     slope = _piecewise_linear_slope(activation)
     if slope is not None:
         factor = sigma_w2 * (1.0 + slope * slope) / 2.0
+        if abs(factor - 1.0) <= 1e-12:  # 2 / (1 + s^2) rounds off 1 here for 12 % of slopes
+            factor = 1.0
         if factor < 1.0:
             return sigma_b2 / (1.0 - factor)
         if factor > 1.0 or sigma_b2 > 0.0:
             return math.inf
         return _Q_START
+
+    return _settle(activation, sigma_w2, sigma_b2, 0.0, _Q_CEILING)
+
+
+def _settle(
+    activation: ActivationFn, sigma_w2: float, sigma_b2: float, floor: float, ceiling: float
+) -> float:
+    """``fixed_point``'s search (not for the ReLU family) stopped at ``floor`` and ``ceiling``:
+    the same q* where it lies between them (the same doublings and halvings from q = 1),
+    ``math.inf`` for one above the ceiling and 0 for one below the floor (``floor = 0``: the
+    natural floor of ``fixed_point``)."""
 
     def gap(q: float) -> float:
         return length_map(activation, q, sigma_w2, sigma_b2) - q
@@ -417,7 +469,7 @@ def fixed_point(activation: ActivationFn, sigma_w2: float, sigma_b2: float) -> f
         return _Q_START
     if start > 0.0:
         low = _Q_START
-        while low < _Q_CEILING:
+        while low < ceiling:
             high = 2.0 * low
             if gap(high) < -_NOISE * high:
                 return _root(gap, low, high)
@@ -425,11 +477,11 @@ def fixed_point(activation: ActivationFn, sigma_w2: float, sigma_b2: float) -> f
         return math.inf
     at_zero = length_map(activation, 0.0, sigma_w2, sigma_b2)
     if at_zero > 0.0:
-        floor = 0.5 * at_zero
+        natural = 0.5 * at_zero
     else:  # q = 0 is a fixed point: a root above it needs slope > 1 at 0
-        floor = _Q_FLOOR if length_map_slope(activation, 0.0, sigma_w2) <= 1.0 else 1e-300
+        natural = _Q_FLOOR if length_map_slope(activation, 0.0, sigma_w2) <= 1.0 else 1e-300
     high = _Q_START
-    while high > floor:
+    while high > max(floor, natural):
         low = 0.5 * high
         if gap(low) > _NOISE * low:
             return _root(gap, low, high)
@@ -493,6 +545,8 @@ def _cross_expect(
     groups = [(centres / r1, shape.scale / r1)]
     if c != 0.0:
         groups.append((centres / (r2 * c), shape.scale / (r2 * abs(c))))
+        if 0.0 < s < abs(c):  # G(z1) turns over a width s / |c| there, narrow near c = +-1
+            groups.append((centres / (r2 * c), s / abs(c)))
     z1, w1 = _split_rule(groups)
     if s == 0.0:
         return float(w1 @ (f(r1 * z1) * g(r2 * c * z1)))
@@ -539,6 +593,76 @@ def correlation_map(
     return (sigma_w2 * cross + sigma_b2) / math.sqrt(out1 * out2)
 
 
+def correlation_slope(
+    activation: ActivationFn, q: float, sigma_w2: float, sigma_b2: float
+) -> float:
+    """``dc'/dc`` at ``c = 1`` of the normalised correlation map with equal lengths
+    ``q1 = q2 = q``: ``chi_1(q) q / L(q)``, ``L`` the length map (Poole et al. 2016; Schoenholz
+    et al. 2017). ``exp(-1/xi_c)`` when ``c* = 1``.
+
+    Derivation: ``c' = (sigma_w2 E[phi(u1) phi(u2)] + sigma_b2) / L(q)`` and, by Price's theorem
+    (``dE[f(u1) g(u2)] / dSigma_12 = E[f'(u1) g'(u2)]`` with ``Sigma_12 = q c``),
+    ``dc'/dc = sigma_w2 q E[phi'(u1) phi'(u2)] / L(q)``, which at c = 1 is
+    ``sigma_w2 q E[phi'(u)^2] / L(q) = chi_1(q) q / L(q)``. At a finite, positive fixed point
+    ``L(q*) = q*`` this is chi_1(q*), the ``1/xi_c = -ln chi_1`` of Schoenholz et al.; elsewhere
+    the ratio matters:
+
+    - ReLU family ``max(u,0) + s min(u,0)`` with ``sigma_b2 = 0``: ``L(q) = sigma_w2 (1 + s^2) q
+      / 2 = chi_1 q``, so the slope is exactly 1 for every q and every sigma_w2: the normalised
+      map is the scale-free arc-cosine map (``_arccos_kernel``, ``correlation_gap_constant``).
+    - ``q = 0``, reached only when ``L(0) = 0`` (sigma_b2 = 0, phi(0) = 0): with
+      ``phi(u) = phi'(0+-) u + o(u)``, ``L(q) = chi_1(0) q + o(q)``, so the limit is 1: the
+      network is linear in the limit. (Where ``L(0) > 0`` the slope at q = 0 is 0.)
+    - ``q = inf`` (unbounded phi; every one here is asymptotically linear, with slopes
+      ``a-, a+`` at ``-inf, +inf``): ``L(q) / q -> sigma_w2 (a-^2 + a+^2) / 2 = chi_1(inf)``, so
+      the limit is 1 again: phi acts like a member of the ReLU family.
+
+    ``sigma_w2 = 0`` gives 0 (every input is mapped to the same bias vector).
+    """
+    _check_q(q)
+    _check_weights(sigma_w2, sigma_b2)
+    if sigma_w2 == 0.0:
+        return 0.0
+    if math.isinf(q):
+        if activation.bounded:
+            raise ValueError("q = inf needs an unbounded activation")
+        return 1.0
+    if q == 0.0:
+        return 0.0 if length_map(activation, 0.0, sigma_w2, sigma_b2) > 0.0 else 1.0
+    if sigma_b2 == 0.0 and _piecewise_linear_slope(activation) is not None:
+        return 1.0
+    out = length_map(activation, q, sigma_w2, sigma_b2)
+    return chi_1(activation, q, sigma_w2) * q / out
+
+
+def correlation_gap_constant(activation: ActivationFn) -> float | None:
+    """``C`` in ``1 - c_l ~ C / l^2``: the polynomial approach of two inputs' correlation to 1
+    through a ReLU-family network without bias, any sigma_w2 (Hayou, Doucet & Rousseau 2019,
+    "On the impact of the activation function on deep neural networks training", ICML,
+    arXiv:1902.06853: ``9 pi^2 / 2 = 44.4`` for ReLU). None outside the ReLU family, and for
+    linear (s = 1), which preserves c.
+
+    Derivation. For ``phi = max(u,0) + s min(u,0)`` and ``sigma_b2 = 0`` the normalised map is
+    ``c' = k_s(c) / k_s(1)`` with the kernel of ``_arccos_kernel`` and ``k_s(1) = (1 + s^2) / 2``:
+    ``c' = c + kappa (sqrt(1 - c^2) - c arccos c)``, ``kappa = (1 - s)^2 / ((1 + s^2) pi)``.
+    With ``e = 1 - c``: ``arccos(1 - e) = sqrt(2e) (1 + e/12 + O(e^2))`` and
+    ``sqrt(1 - c^2) = sqrt(2e) (1 - e/4 + O(e^2))``, so
+    ``sqrt(1 - c^2) - c arccos c = sqrt(2e) [(1 - e/4) - (1 - e)(1 + e/12)] + O(e^{5/2})
+    = (2 sqrt 2 / 3) e^{3/2} + O(e^{5/2})``, i.e. ``e' = e - a e^{3/2} + O(e^{5/2})`` with
+    ``a = 2 sqrt(2) kappa / 3`` (ReLU: ``2 sqrt 2 / (3 pi)``). The slope at c = 1 is 1 (no
+    exponential scale), and ``e'^{-1/2} = e^{-1/2} (1 - a sqrt e)^{-1/2} = e^{-1/2} + a/2 +
+    O(sqrt e)``, so ``e_l^{-1/2} = a l / 2 + O(log l)`` and ``e_l ~ 4 / (a^2 l^2)``:
+    ``C = 4 / a^2 = (9 pi^2 / 2) ((1 + s^2) / (1 - s)^2)^2``. Per layer, ``e_{l+1} / e_l ~
+    (l / (l + 1))^2``: 0.83 at l = 10, 0.91 at l = 20.
+    """
+    slope = _piecewise_linear_slope(activation)
+    if slope is None or slope == 1.0:
+        return None
+    kappa = (1.0 - slope) ** 2 / ((1.0 + slope * slope) * math.pi)
+    a = 2.0 * math.sqrt(2.0) * kappa / 3.0
+    return 4.0 / (a * a)
+
+
 @functools.lru_cache(maxsize=1024)  # pure in hashable arguments; searches are costly
 def c_star(activation: ActivationFn, sigma_w2: float, sigma_b2: float) -> float:
     """``c*``: the stable fixed point of the correlation map at ``q1 = q2 = q*`` (Poole et al.
@@ -553,17 +677,16 @@ def c_star(activation: ActivationFn, sigma_w2: float, sigma_b2: float) -> float:
 
     The ReLU family has ``c* = 1`` for every sigma: with a finite q* and sigma_b2 > 0 it is
     ordered, and otherwise (no bias, or ``q* = inf``) the normalised map is the scale-free
-    arc-cosine map, whose only fixed point in [0, 1] is c = 1 (slope 1 there). A smooth phi with
-    ``q* = inf`` or ``q* = 0`` returns ``math.nan`` (no stationary length to correlate at) and 1
-    (ordered). A c* below 1e-12 is returned as 0.
+    arc-cosine map, whose only fixed point in [0, 1] is c = 1 (slope 1 there). Likewise 1 for
+    ``q* = 0`` (the network is linear in the limit) and, as a limit, for ``q* = inf``: an
+    unbounded phi acts like a ReLU-family function as q grows (``correlation_slope``). A c*
+    below 1e-12 is returned as 0.
     """
     if _piecewise_linear_slope(activation) is not None:
         _check_weights(sigma_w2, sigma_b2)
         return 1.0
     q = fixed_point(activation, sigma_w2, sigma_b2)
-    if math.isinf(q):
-        return math.nan
-    if q == 0.0 or chi_1(activation, q, sigma_w2) <= 1.0:
+    if math.isinf(q) or q == 0.0 or chi_1(activation, q, sigma_w2) <= 1.0:
         return 1.0
 
     def gap(c: float) -> float:
@@ -585,19 +708,24 @@ def depth_scales(activation: ActivationFn, sigma_w2: float, sigma_b2: float) -> 
     their fixed points like ``exp(-l / xi)`` (Schoenholz et al. 2017).
 
     ``1/xi_q = -ln[chi_1 + sigma_w2 Int Dz phi''(sqrt q* z) phi(sqrt q* z)]`` (the slope of the
-    length map at q*, ``length_map_slope``; ReLU: ``-ln(sigma_w2 / 2)``).
-    ``1/xi_c = -ln[sigma_w2 Int Dz1 Dz2 phi'(u1) phi'(u2)]`` at ``q*, c*``; for ``c* = 1`` this
-    is ``-ln chi_1``. Each is ``math.inf`` where the log's argument is >= 1 (critical, or a
-    diverging q* -- no finite depth scale) and ``-1 / ln|x|`` otherwise (a negative slope
-    alternates the sign of the deviation; 0 for x = 0). ``xi_c`` is ``math.nan`` where c* is.
+    length map at q*, ``length_map_slope``; ReLU: ``-ln(sigma_w2 / 2)``; ``math.inf`` for
+    ``q* = inf``). ``1/xi_c = -ln[sigma_w2 Int Dz1 Dz2 phi'(u1) phi'(u2)]`` at ``q*, c*`` for
+    ``c* < 1``; for ``c* = 1`` it is ``-ln`` of the slope at c = 1 of the *normalised*
+    correlation map, ``correlation_slope = chi_1(q) q / L(q)``, which is chi_1 only at a finite,
+    positive q*. It is exactly 1 -- ``xi_c = inf`` -- for the ReLU family (and linear) with
+    sigma_b2 = 0, whatever sigma_w2 (ReLU at sigma_w2 = 0.01 has xi_q = -1/ln 0.005 = 0.19 but
+    no exponential correlation scale: ``1 - c_l ~ 9 pi^2 / (2 l^2)``, Hayou et al. 2019,
+    ``correlation_gap_constant``), and in the limits q* = 0 (phi(0) = 0, sigma_b2 = 0: the
+    network becomes linear and preserves correlations) and q* = inf (phi acts like a ReLU).
+
+    Each is ``math.inf`` where the log's argument is >= 1 (up to 1e-12) and ``-1 / ln|x|``
+    otherwise (a negative slope alternates the sign of the deviation; 0 for x = 0).
     """
     q = fixed_point(activation, sigma_w2, sigma_b2)
     xi_q = math.inf if math.isinf(q) else _depth(length_map_slope(activation, q, sigma_w2))
     c = c_star(activation, sigma_w2, sigma_b2)
-    if math.isnan(c):
-        return xi_q, math.nan
     if c == 1.0:
-        return xi_q, _depth(chi_1(activation, q, sigma_w2))
+        return xi_q, _depth(correlation_slope(activation, q, sigma_w2, sigma_b2))
     dphi = _dphi(activation)  # c* < 1 only for a phi outside the ReLU family
     return xi_q, _depth(sigma_w2 * _cross_expect(activation, dphi, dphi, q, q, c))
 
@@ -612,7 +740,8 @@ def _depth(x: float) -> float:
 
 def trainable_depth(xi_c: float) -> float:
     """``6 xi_c``: roughly the deepest trainable network (Schoenholz et al. 2017:
-    random networks train when their depth ``L <~ 6 xi_c``)."""
+    random networks train when their depth ``L <~ 6 xi_c``). ``inf`` for ``xi_c = inf``: no
+    bound from this criterion (the API reports it as null)."""
     return 6.0 * xi_c
 
 
@@ -627,66 +756,317 @@ def phase(chi: float, tol: float = PHASE_TOL) -> Phase:
 # -- the edge of chaos ------------------------------------------------------------------------
 
 
+def edge_of_chaos(activation: ActivationFn, q: float) -> tuple[float, float]:
+    """``(sigma_w2, sigma_b2)`` of the edge-of-chaos point whose fixed point is ``q`` (> 0):
+    ``chi_1(q) = sigma_w2 E[phi'^2] = 1`` and ``L(q) = sigma_w2 E[phi^2] + sigma_b2 = q`` give
+    ``sigma_w2 = 1 / Int Dz phi'(sqrt q z)^2`` and ``sigma_b2 = q - Int Dz phi(sqrt q z)^2 /
+    Int Dz phi'(sqrt q z)^2``: the critical line of Poole et al. (2016) and Schoenholz et al.
+    (2017), parametrised by q*. A negative sigma_b2 means no realisable point with that q*.
+    Whether q is a *stable* fixed point, reached from q = 1, is not checked here."""
+    _check_q(q)
+    if q == 0.0 or math.isinf(q):
+        raise ValueError(f"edge_of_chaos needs a finite q > 0, got {q}")
+    derivative = mean_derivative_sq(activation, q)
+    if derivative <= 0.0:
+        return math.inf, -math.inf
+    return 1.0 / derivative, q - second_moment(activation, q) / derivative
+
+
+@functools.lru_cache(maxsize=64)
+def _edge_curve(activation: ActivationFn) -> tuple[FloatArray, FloatArray]:
+    """``edge_of_chaos`` sampled on ``_EDGE_Q``: sigma_w2 and sigma_b2 arrays (read-only)."""
+    points = np.array([edge_of_chaos(activation, float(q)) for q in _EDGE_Q])
+    weights, biases = points[:, 0].copy(), points[:, 1].copy()
+    weights.flags.writeable = False
+    biases.flags.writeable = False
+    return weights, biases
+
+
+def _edge_candidates(activation: ActivationFn, sigma_b2: float) -> list[float]:
+    """sigma_w2 values where q* would be a fixed point with chi_1 = 1 at this bias: the roots in
+    q of ``edge_of_chaos(q)[1] = sigma_b2`` (sign changes on ``_EDGE_Q`` polished by Brent's
+    method in log q), and with sigma_b2 = 0 and phi(0) = 0 the q = 0 point
+    ``sigma_w2 = 1 / E[phi'(0)^2]`` (one-sided limits at a kink)."""
+    candidates = []
+    if sigma_b2 == 0.0 and second_moment(activation, 0.0) == 0.0:
+        at_zero = mean_derivative_sq(activation, 0.0)
+        if at_zero > 0.0:
+            candidates.append(1.0 / at_zero)
+    _, biases = _edge_curve(activation)
+    gap = biases - sigma_b2
+    signed = [i for i in range(gap.size) if abs(gap[i]) > _EDGE_NOISE * _EDGE_Q[i]]
+
+    def excess(log_q: float) -> float:
+        return edge_of_chaos(activation, math.exp(log_q))[1] - sigma_b2
+
+    for i, j in itertools.pairwise(signed):
+        if gap[i] * gap[j] < 0.0:
+            log_q = optimize.brentq(excess, math.log(_EDGE_Q[i]), math.log(_EDGE_Q[j]), xtol=1e-14)
+            candidates.append(edge_of_chaos(activation, math.exp(float(log_q)))[0])
+    return candidates
+
+
+def _is_critical(activation: ActivationFn, sigma_w2: float, sigma_b2: float) -> bool:
+    """q* (reached from q = 1) is finite with ``|chi_1(q*) - 1| <= 1e-6``."""
+    q = fixed_point(activation, sigma_w2, sigma_b2)
+    return math.isfinite(q) and abs(chi_1(activation, q, sigma_w2) - 1.0) <= _CRITICAL_CHECK
+
+
 @functools.lru_cache(maxsize=1024)  # pure in hashable arguments; searches are costly
 def critical_sigma_w2(
     activation: ActivationFn, sigma_b2: float, low: float = 0.1, high: float = 100.0
 ) -> float | None:
-    """The ``sigma_w2`` in ``[low, high]`` with ``chi_1(q*(sigma_w2)) = 1``, the edge of chaos
-    (Poole et al. 2016; Schoenholz et al. 2017); None if there is none.
+    """The smallest ``sigma_w2`` in ``[low, high]`` with ``chi_1(q*(sigma_w2)) = 1`` at a finite
+    q* (``fixed_point``: reached from q = 1), the edge of chaos (Poole et al. 2016; Schoenholz
+    et al. 2017); None if there is none. q* may be 0 (see ``critical_point`` for one away
+    from 0).
 
     ReLU family: ``chi_1 = sigma_w2 (1 + s^2) / 2`` whatever q, so ``2 / (1 + s^2)`` when
     ``sigma_b2 = 0``; with ``sigma_b2 > 0`` q* is infinite there and there is no edge of chaos
-    (None). Otherwise: scan 49 log-spaced points for sign changes of ``chi_1 - 1`` and polish
-    each with Brent's method (xtol 1e-13), skipping roots that are not an edge of chaos:
-    ``|chi_1 - 1| > 1e-6`` there means chi_1 jumps across 1 (q* switching between 0 and inf,
-    e.g. GELU with sigma_b2 = 0 near 2), and an infinite q* there means chi_1 reaches 1 only as
-    the length diverges (softplus at 2, like ReLU with bias). The smallest critical sigma_w2
-    is returned if there are several; where q* = 0 (sigma_b2 = 0, phi(0) = 0) that is
-    ``chi_1(0) = sigma_w2 (phi'(0-)^2 + phi'(0+)^2) / 2 = 1`` (tanh 1, SELU 0.4768). There
-    ``chi_1 - 1`` is linear below and ~quadratic above the root, so it is located to ~1e-8.
+    (None). Otherwise the candidates come from the critical line parametrised by q*
+    (``edge_of_chaos``): the roots in q of ``sigma_b2(q) = sigma_b2`` on a log grid of q from
+    1e-8 to 1e8 (16 per decade) polished by Brent's method, plus, where sigma_b2 = 0 and
+    phi(0) = 0, the q* = 0 point ``chi_1(0) = sigma_w2 (phi'(0-)^2 + phi'(0+)^2) / 2 = 1``
+    (tanh 1, SELU 0.4768). A candidate counts when ``fixed_point`` there is finite with
+    ``|chi_1 - 1| <= 1e-6``: this rejects unstable fixed points on the line (GELU and SiLU
+    below q ~ 3 and ~ 20, where the length map's slope exceeds 1) and fixed points not reached
+    from q = 1. Scanning sigma_w2 for a sign change of chi_1(q*) - 1 instead misses edges that
+    sit beside a jump of q* (GELU at sigma_b2 = 0.3: chi_1 crosses 1 at sigma_w2 = 1.9565,
+    q* = 8.9, inside a grid cell whose ends are < 1 and, at q* = inf, > 1).
     """
     _check_weights(low, sigma_b2)
     slope = _piecewise_linear_slope(activation)
     if slope is not None:
         critical = 2.0 / (1.0 + slope * slope)
         return critical if sigma_b2 == 0.0 and low <= critical <= high else None
-
-    def excess(sigma_w2: float) -> float:
-        return chi_1_at_fixed_point(activation, sigma_w2, sigma_b2) - 1.0
-
-    points = [(float(x), excess(float(x))) for x in np.geomspace(low, high, _CRITICAL_GRID)]
-    for (a, fa), (b, fb) in itertools.pairwise(points):
-        if fa == 0.0:
-            return a
-        if fa * fb < 0.0:
-            root = float(optimize.brentq(excess, a, b, xtol=1e-13))
-            finite = math.isfinite(fixed_point(activation, root, sigma_b2))
-            if finite and abs(excess(root)) <= _CRITICAL_CHECK:
-                return root
-    return high if points[-1][1] == 0.0 else None
+    accepted = [
+        w
+        for w in _edge_candidates(activation, sigma_b2)
+        if low <= w <= high and _is_critical(activation, w, sigma_b2)
+    ]
+    return min(accepted, default=None)
 
 
 @functools.lru_cache(maxsize=1024)  # pure in hashable arguments; searches are costly
 def nearest_to_critical(
     activation: ActivationFn, sigma_b2: float, low: float = 0.1, high: float = 100.0
 ) -> tuple[float, float]:
-    """``(sigma_w2, chi_1(q*))`` minimising ``|chi_1(q*(sigma_w2)) - 1|`` over ``[low, high]``:
-    for activations with no edge of chaos there (sigmoid with sigma_b2 = 0), how close one can
-    get. A 49-point log grid, then a bounded scalar minimisation around the best point."""
+    """``(sigma_w2, chi_1(q*))`` minimising ``|chi_1(q*(sigma_w2)) - 1|`` over the sigma_w2 in
+    ``[low, high]`` whose q* is finite and away from 0, ``Q_AWAY <= q* <= Q_MAX``: for
+    activations with no edge of chaos there (sigmoid with sigma_b2 = 0), how close one can get.
+    ``(nan, nan)`` when no sigma_w2 qualifies (GELU and SiLU with sigma_b2 = 0: q* is 0 or
+    infinite for every sigma_w2).
+
+    Points at q* = 0 or inf are excluded because their chi_1 describes no stationary network:
+    softplus and GELU approach chi_1 = 1 only as q* -> inf (the ReLU limit, sigma_w2 -> 2), and
+    SiLU at sigma_b2 = 0 jumps from q* = 0 (chi_1 = chi_1(0) = sigma_w2 / 4 <= 0.70) to q* = inf
+    at sigma_w2 = 1 / E[silu(z)^2] = 2.8108, where the unstable fixed point passes the
+    starting q = 1.
+
+    ReLU family: q* = sigma_b2 / (1 - chi_1) grows with chi_1 = sigma_w2 (1 + s^2) / 2, so the
+    nearest is at q* = Q_MAX, chi_1 = 1 - sigma_b2 / Q_MAX (with sigma_b2 = 0, the critical
+    point itself, where every q is fixed). Otherwise a 49-point log grid, then a bounded scalar
+    minimisation between the best admissible point's neighbours, an inadmissible neighbour
+    first replaced by the edge of the admissible range (bisection in log sigma_w2).
+    """
     _check_weights(low, sigma_b2)
+    slope = _piecewise_linear_slope(activation)
+    if slope is not None:
+        # sigma_b2 = 0: chi_1 = 1, where every q is a fixed point; else q* = sigma_b2 / (1 - chi_1)
+        chi = 1.0 if sigma_b2 == 0.0 else 1.0 - sigma_b2 / Q_MAX
+        sigma_w2 = min(chi * 2.0 / (1.0 + slope * slope), high)
+        if not (low <= sigma_w2 and _admissible(fixed_point(activation, sigma_w2, sigma_b2))):
+            return math.nan, math.nan
+        return sigma_w2, chi_1_at_fixed_point(activation, sigma_w2, sigma_b2)
+
+    def admissible(log_sigma: float) -> bool:  # cheaper than fixed_point beyond [Q_AWAY, Q_MAX]
+        settled = _settle(activation, math.exp(log_sigma), sigma_b2, Q_AWAY / 2, 2 * Q_MAX)
+        return _admissible(settled)
 
     def distance(log_sigma: float) -> float:
-        chi = chi_1_at_fixed_point(activation, math.exp(log_sigma), sigma_b2)
-        return abs(chi - 1.0)
+        if not admissible(log_sigma):
+            return _OUTSIDE
+        return abs(chi_1_at_fixed_point(activation, math.exp(log_sigma), sigma_b2) - 1.0)
 
-    logs = np.linspace(math.log(low), math.log(high), _CRITICAL_GRID)
-    values = [distance(float(x)) for x in logs]
+    logs = [float(x) for x in np.linspace(math.log(low), math.log(high), _CRITICAL_GRID)]
+    values = [distance(x) for x in logs]
     best = int(np.argmin(values))
-    bounds = (float(logs[max(best - 1, 0)]), float(logs[min(best + 1, logs.size - 1)]))
-    found = optimize.minimize_scalar(distance, bounds=bounds, method="bounded")
-    log_sigma = float(found.x) if float(found.fun) < values[best] else float(logs[best])
+    if values[best] >= _OUTSIDE:
+        return math.nan, math.nan
+    ends = []
+    for neighbour in (best - 1, best + 1):
+        if not 0 <= neighbour < len(logs):
+            ends.append(logs[best])
+            continue
+        inside, outside = logs[best], logs[neighbour]
+        if values[neighbour] < _OUTSIDE:
+            ends.append(outside)
+            continue
+        for _ in range(20):  # the admissible range's end, to 2^-20 of a grid step
+            middle = 0.5 * (inside + outside)
+            inside, outside = (middle, outside) if admissible(middle) else (inside, middle)
+        ends.append(inside)
+    log_sigma = logs[best]
+    if ends[1] > ends[0]:
+        found = optimize.minimize_scalar(distance, bounds=(ends[0], ends[1]), method="bounded")
+        candidates = [(values[best], logs[best]), (float(found.fun), float(found.x))]
+        candidates += [(distance(end), end) for end in ends]
+        log_sigma = min(candidates)[1]
     sigma_w2 = min(max(math.exp(log_sigma), low), high)  # exp(log(x)) may round past x
     return sigma_w2, chi_1_at_fixed_point(activation, sigma_w2, sigma_b2)
+
+
+@dataclass(frozen=True)
+class CriticalPoint:
+    """An edge-of-chaos initialisation for one activation and bias, as ``critical_point`` chose
+    it (Poole et al. 2016; Schoenholz et al. 2017).
+
+    ``sigma_w2, sigma_b2``: the point; sigma_b2 may be above the one asked for (to keep q* away
+    from 0), or 0 for the ReLU family. ``q_star``: ``fixed_point`` there; None where every q is
+    a fixed point (ReLU family and linear at sigma_b2 = 0). ``chi_1``:
+    ``chi_1_at_fixed_point`` there. ``exact``: ``chi_1 = 1`` (to 1e-6) at a finite
+    ``q* >= Q_AWAY`` (or q* None); False for the nearest point of an activation without an
+    edge. ``how``: one or two sentences, in numbers, saying how the point was chosen.
+    """
+
+    sigma_w2: float
+    sigma_b2: float
+    q_star: float | None
+    chi_1: float
+    exact: bool
+    how: str
+
+
+@functools.lru_cache(maxsize=256)  # called per request; pure in hashable arguments
+def critical_point(activation: ActivationFn, sigma_b2: float) -> CriticalPoint | None:
+    """The critical ``(sigma_w2, sigma_b2)`` for this activation and this bias, or the nearest
+    one that keeps q* away from 0 (``Q_AWAY``).
+
+    - ReLU family and linear: ``sigma_w2 = 2 / (1 + s^2)``, ``sigma_b2 = 0``, q* None (every q
+      is a fixed point). With sigma_b2 > 0 there is no finite-q* edge -- at that sigma_w2 q
+      grows by sigma_b2 per layer, linearly -- and ``how`` says so; the point returned is still
+      the sigma_b2 = 0 one.
+    - Otherwise ``critical_sigma_w2(activation, sigma_b2)`` if its q* >= Q_AWAY. If q* < Q_AWAY
+      (q* = 0: tanh and ELU at sigma_b2 = 0 give sigma_w2 = 1; SELU 0.4768, where q* = 2.7e-9
+      as written to 4 digits, not its self-normalising q* = 1 at sigma_w2 = 1) or there is no
+      edge, sigma_b2 is raised along ``BIAS_GRID`` (1-2-5 steps from 1e-3 to 1, those above
+      the request) to the first value whose critical sigma_w2 has q* >= Q_AWAY.
+    - Without such an edge (sigmoid: chi_1(q*) < 1 for every sigma_w2 in [0.1, 100];
+      softplus: chi_1 -> 1 only as q* -> inf), the nearest point of ``nearest_to_critical``
+      (Q_AWAY <= q* <= Q_MAX) at the requested sigma_b2, or at the first larger grid value
+      that has one, with ``exact = False``.
+    - None when there is not even that: no sigma_b2 from the request's up to the grid's end
+      has a sigma_w2 in [0.1, 100] with a q* in [Q_AWAY, Q_MAX] (a bias alone above Q_MAX).
+
+    Cached; the first call per activation samples the critical line (``_edge_curve``).
+    """
+    _check_weights(0.0, sigma_b2)
+    slope = _piecewise_linear_slope(activation)
+    if slope is not None:
+        return _piecewise_linear_point(activation, slope, sigma_b2)
+    name = activation.label
+    found = critical_sigma_w2(activation, sigma_b2)
+    if found is not None:
+        q = fixed_point(activation, found, sigma_b2)
+        if q >= Q_AWAY:
+            how = (
+                f"{name}: chi_1(q*) = 1 at sigma_w^2 = {found:.4g} with the requested "
+                f"sigma_b^2 = {sigma_b2:.3g}, where q* = {q:.3g} >= {Q_AWAY:g} (Q_AWAY)."
+            )
+            return _exact_point(activation, found, sigma_b2, how)
+        shown = float(f"{found:.4g}")  # the q* of the sigma_w2 the text shows
+        small = fixed_point(activation, shown, sigma_b2)
+        fate = (
+            "the signal fades towards 0 with depth and the network becomes linear"
+            if small < 1e-6
+            else "the pre-activations stay where phi is nearly linear"
+        )
+        why = (
+            f"{name} with sigma_b^2 = {sigma_b2:.3g} has chi_1(q*) = 1 at sigma_w^2 = "
+            f"{shown:.4g}, but there q* = {small:.2g} < {Q_AWAY:g} (Q_AWAY): {fate}."
+        )
+    else:
+        why = (
+            f"{name} with sigma_b^2 = {sigma_b2:.3g} has no sigma_w^2 in [0.1, 100] with "
+            "chi_1(q*) = 1 at a finite, stable q*."
+        )
+    raised = [b for b in BIAS_GRID if b > sigma_b2]
+    for bias in raised:
+        found = critical_sigma_w2(activation, bias)
+        if found is not None and (q := fixed_point(activation, found, bias)) >= Q_AWAY:
+            how = (
+                f"{why} The smallest sigma_b^2 of the grid {_grid_text(raised)} whose edge "
+                f"has q* >= {Q_AWAY:g} is {bias:g}: chi_1(q*) = 1 at sigma_w^2 = {found:.4g}, "
+                f"q* = {q:.3g}."
+            )
+            return _exact_point(activation, found, bias, how)
+    for bias in (sigma_b2, *raised):
+        sigma_w2, chi = nearest_to_critical(activation, bias)
+        if math.isfinite(sigma_w2):
+            q = fixed_point(activation, sigma_w2, bias)
+            searched = (
+                f" Nor does any larger sigma_b^2 of the grid ({_grid_text(raised)})."
+                if raised
+                else ""
+            )
+            limit = ""
+            if q >= 0.5 * Q_MAX:
+                limit = " (q* at its cap Q_MAX: chi_1 approaches 1 only as q* grows)"
+            elif sigma_w2 >= 100.0:
+                limit = " (sigma_w^2 at the end of the range searched)"
+            how = (
+                f"{why}{searched} The nearest point with {Q_AWAY:g} <= q* <= {Q_MAX:g}, at "
+                f"sigma_b^2 = {bias:.3g}: sigma_w^2 = {sigma_w2:.4g}, chi_1 = {chi:.4g}, "
+                f"q* = {q:.3g}{limit}."
+            )
+            return CriticalPoint(sigma_w2, bias, q, chi, exact=False, how=how)
+    return None
+
+
+def _exact_point(
+    activation: ActivationFn, sigma_w2: float, sigma_b2: float, how: str
+) -> CriticalPoint:
+    q = fixed_point(activation, sigma_w2, sigma_b2)
+    chi = chi_1(activation, q, sigma_w2)
+    return CriticalPoint(sigma_w2, sigma_b2, q, chi, exact=True, how=how)
+
+
+def _piecewise_linear_point(
+    activation: ActivationFn, slope: float, sigma_b2: float
+) -> CriticalPoint:
+    """``sigma_w2 = 2 / (1 + s^2)``, ``sigma_b2 = 0``: chi_1 = 1 at every q."""
+    factor = (1.0 + slope * slope) / 2.0
+    sigma_w2 = 1.0 / factor
+    law = {0.0: "chi_1 = sigma_w^2 / 2", 1.0: "chi_1 = sigma_w^2"}.get(
+        slope, f"chi_1 = sigma_w^2 (1 + {slope:g}^2) / 2"
+    )
+    name = activation.label
+    if sigma_b2 == 0.0:
+        how = (
+            f"{name}: {law} at every q, so sigma_w^2 = {sigma_w2:.4g} with sigma_b^2 = 0 is "
+            "critical, and there every q is a fixed point (q* is None)."
+        )
+    else:
+        how = (
+            f"{name}: {law} at every q. With sigma_b^2 = {sigma_b2:.3g} there is no edge of "
+            f"chaos at a finite q*: at sigma_w^2 = {sigma_w2:.4g} (chi_1 = 1) q grows by "
+            f"{sigma_b2:.3g} per layer without bound, and below it q* = sigma_b^2 / (1 - chi_1) "
+            f"is finite but chi_1 < 1. The critical point is sigma_w^2 = {sigma_w2:.4g} with "
+            "sigma_b^2 = 0."
+        )
+    chi = chi_1(activation, fixed_point(activation, sigma_w2, 0.0), sigma_w2)
+    return CriticalPoint(sigma_w2, 0.0, None, chi, exact=True, how=how)
+
+
+def _admissible(q: float) -> bool:
+    """``Q_AWAY <= q <= Q_MAX``, the upper end with room for rounding (a ReLU-family q* placed
+    at Q_MAX comes back as ``sigma_b2 / (1 - chi_1)``)."""
+    return Q_AWAY <= q <= Q_MAX * (1.0 + 1e-9)
+
+
+def _grid_text(values: Sequence[float]) -> str:
+    shown = [f"{x:g}" for x in values]
+    return ", ".join(shown) if len(shown) <= 3 else f"{', '.join(shown[:2])}, ..., {shown[-1]}"
 
 
 # -- a whole network --------------------------------------------------------------------------
