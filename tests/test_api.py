@@ -65,8 +65,13 @@ def test_analyze_returns_every_documented_key(client: TestClient) -> None:
         "non_finite",
     }
     assert set(layer["preactivations"]) == {"mean", "std"}
-    assert set(layer["gradients"]) == {"output_grad_rms", "weight_grad_norm", "relative_to_last"}
-    for key in ("mean_derivative_sq", "dead_units", "effective_rank"):
+    assert set(layer["gradients"]) == {
+        "output_grad_rms",
+        "weight_grad_norm",
+        "relative_to_last",
+        "update_ratio",
+    }
+    for key in ("mean_derivative_sq", "dead_units", "effective_rank", "sample_correlation"):
         assert key in layer
     hist = layer["activations"]["histogram"]
     assert len(hist["edges"]) == 31
@@ -79,8 +84,24 @@ def test_analyze_returns_every_documented_key(client: TestClient) -> None:
     assert body["gradient_decay"]["first_to_last"] == 1.0  # one layer: it is its own last
     assert body["diagnosis"]["verdict"] == "saturation"
     recommendation = body["diagnosis"]["recommendation"]
-    assert recommendation["init"]["scheme"] == "xavier_normal"
-    assert recommendation["reason"]
+    assert set(recommendation) == {
+        "init",
+        "bias",
+        "activation",
+        "batch_norm",
+        "reason",
+        "verified",
+        "alternatives",
+    }
+    assert recommendation["verified"]["verdict"] == "healthy"
+    assert recommendation["reason"].startswith("Use ")
+    assert set(recommendation["verified"]) == {
+        "verdict",
+        "findings",
+        "first_to_last",
+        "last_to_first_rms",
+        "update_ratio",
+    }
     meta = body["meta"]
     assert meta["seed"] == 0
     assert meta["dtype"] == "float32"

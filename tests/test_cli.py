@@ -73,7 +73,12 @@ def test_terminal_gets_a_table(tmp_path: Path) -> None:
     assert "E[phi'^2]" in text
     assert "5 layers of sigmoid, normal(mean=0.0, std=1.0)" in text
     rows = [line for line in text.splitlines() if line.startswith("│")]
-    assert len(rows) == 5
+    layers, simulated = rows[:5], rows[5:]
+    assert [row.split("│")[1].strip() for row in layers] == ["1", "2", "3", "4", "5"]
+    assert "patches simulated, best first" in text
+    assert simulated  # the recommendation and its alternatives, one row each
+    assert "healthy" in simulated[0]  # the recommended patch, verified
+    rows = layers
     assert "0.459" in rows[0]  # layer 1's std (0.45867 in float32 and float64 alike)
     assert "saturation (layers 1-5): 66% of layer 1's values" in text
     assert "verdict: saturation" in text
