@@ -323,7 +323,9 @@ def test_theory_is_withheld_with_a_note_naming_the_layers() -> None:
 
 def test_the_recommendation_says_batch_norm_makes_the_init_matter_little() -> None:
     results = compare("compare-batch-norm")
-    reason = results["std=0.01 + BN"].diagnosis.recommendation.reason
+    advice = results["std=0.01 + BN"].diagnosis.recommendation
+    assert advice is not None
+    reason = advice.reason
     assert reason.startswith("Keep it: no finding was raised")
     assert "Batch norm before the activation in every layer" in reason
     assert "Mean-field theory" not in reason  # withheld, so not quoted

@@ -86,6 +86,7 @@ def test_same_request_same_image(client: TestClient) -> None:
 
 def test_compare_figure(client: TestClient) -> None:
     body = json.loads((EXAMPLES / "compare-sigmoid.json").read_text())
+    body["recommend"] = False  # the test settings' budget pays for the variants only
     response = client.post("/compare?format=png", json=body)
     assert response.status_code == 200
     width, height = png_size(response.content)

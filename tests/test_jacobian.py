@@ -282,7 +282,7 @@ def test_budget_refuses_a_too_large_jacobian(client: TestClient) -> None:
     # The pass is 64 x 10 x 512^2 = 1.7e8 multiply-adds, within the test settings' 2e8; the
     # Jacobian of 64 samples adds 64 x 10 x 512^3 + 64 x 512^3 = 9.4e10.
     network = _shorthand(input_dim=512, width=512, depth=10)
-    body = {**network, "input": {"samples": 64}, "jacobian": {"samples": 64}}
+    body = {**network, "input": {"samples": 64}, "jacobian": {"samples": 64}, "recommend": False}
     response = client.post("/analyze", json=body)
     assert response.status_code == 422
     codes = {e["type"]: e for e in response.json()["errors"]}

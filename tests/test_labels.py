@@ -59,5 +59,7 @@ def test_layer_extras_of_specs_and_results_alike() -> None:
 )
 def test_the_batch_norm_note_names_its_layers(normalised: tuple[int, ...], where: str) -> None:
     job = job_of(*({"batch_norm": {}} if i in normalised else {} for i in (1, 2, 3)))
-    reason = analyze(job).diagnosis.recommendation.reason
+    advice = analyze(job).diagnosis.recommendation
+    assert advice is not None
+    reason = advice.reason
     assert f"Batch norm before the activation {where}" in reason

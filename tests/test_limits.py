@@ -29,11 +29,12 @@ def test_an_analysis_over_both_budgets() -> None:
     compute, memory = _refusal(request.job)
     assert compute == FieldError(
         ("body", "network"),
-        f"the request costs {job.cost:.3g} multiply-adds (a pass: samples x sum of "
-        f"fan_in*fan_out = 100 x {job.macs // 100}); the limit is 1e+03: use fewer samples or "
-        "smaller layers",
+        f"the request costs {job.cost + job.macs:.3g} multiply-adds (a pass: samples x sum of "
+        f"fan_in*fan_out = 100 x {job.macs // 100}; at least one pass verifying the "
+        f"recommendation {job.macs:.3g}); the limit is 1e+03: use fewer samples or smaller "
+        'layers, or "recommend": false',
         "compute_budget",
-        job.cost,
+        job.cost + job.macs,
     )
     assert memory == FieldError(
         ("body", "network"),
@@ -51,6 +52,7 @@ def test_a_comparison_within_the_budget_one_by_one_but_not_together() -> None:
             "variants": [{"name": "a"}, {"name": "b", "init": "he_normal"}],
             "input": {"samples": 100},
             "jacobian": {"samples": 2},
+            "recommend": False,
         }
     )
     jobs = [job for _, job in to_jobs(request, Settings())]

@@ -322,7 +322,9 @@ def test_title_names_the_verdict_and_the_network() -> None:
         f"verdict: {result.diagnosis.verdict}  ·  5 x 100 sigmoid, normal(mean=0.0, std=1.0)"
     )
     footer = next(t for t in fig.texts if t.get_text().startswith("Recommendation"))
-    reason = result.diagnosis.recommendation.reason
+    advice = result.diagnosis.recommendation
+    assert advice is not None
+    reason = advice.reason
     assert " ".join(footer.get_text().split()) == f"Recommendation: {reason}"
 
 

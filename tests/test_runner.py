@@ -254,6 +254,7 @@ BIG = {  # admitted by the default budgets; ~4 s of one core, far past the tests
     "input": {"samples": 2048},
     "dtype": "float64",
     "statistics": {"effective_rank": True},
+    "recommend": False,  # a verified recommendation would not fit in the budget beside it
 }
 
 

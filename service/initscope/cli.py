@@ -217,17 +217,17 @@ def show_analysis(out: Console, result: AnalyzeResponse) -> None:
     advice = diagnosis.recommendation
     out.print(Text(f"recommendation: {advice.reason if advice else 'none (recommend: false)'}"))
     if advice is not None and advice.alternatives:
-        numbers = ("gradient 1 / last", "RMS last / first")
-        table = _table("patches simulated, best first", ("patch", "verdict", *numbers), numbers)
+        columns = ("gradient 1 / last", "RMS last / first")
+        table = _table("patches simulated, best first", ("patch", "verdict", *columns), columns)
         for option in (advice, *advice.alternatives):
             patch = Patch(option.init, option.bias, option.activation, option.batch_norm)
-            verified = option.verified
+            outcome = option.verified
             _row(
                 table,
                 describe(patch),
-                verified.verdict,
-                _num(verified.first_to_last),
-                _num(verified.last_to_first_rms),
+                outcome.verdict,
+                _num(outcome.first_to_last),
+                _num(outcome.last_to_first_rms),
             )
         out.print(table)
 
