@@ -25,10 +25,11 @@ passes leave of the compute budget) pays for them, a candidate costing its job's
 Each is simulated on the request's own input, seed and upstream gradient (the patched job
 is what /compare builds from the same patch, so a /compare variant reproduces ``verified``),
 its findings computed with the request's thresholds, and the candidates are ranked by
-:func:`rank`: the mildest worst finding, then the fewest findings, then the least intrusive
-patch, then the numbers closest to 1 (gradient first/last, activation RMS last/first, the
-spread of the update ratios). When none is healthy the recommendation says so and is the
-least bad, with its numbers.
+:func:`rank`: the mildest worst finding, then the fewest findings, then numbers well inside
+the healthy range (within 10x of 1, :data:`MARGIN`) before those that merely clear the
+thresholds, then the least intrusive patch, then the numbers closest to 1 (gradient
+first/last, activation RMS last/first, the spread of the update ratios). When none is
+healthy the recommendation says so and is the least bad, with its numbers.
 """
 
 from __future__ import annotations
@@ -169,8 +170,16 @@ def _critical(job: AnalysisJob, activation: act.ActivationFn, sigma_b2: float) -
     patch_bias = None if keeps_bias else bias
     intrusion = 0 if keeps_bias else 1
     gain = math.sqrt(point.sigma_w2)
+    there = keeps_bias and all(  # the network already draws these Gaussian weights
+        spec.init.iid_gaussian
+        and spec.init.theory_applicable
+        and math.isclose(fan_in * spec.init.variance(fan_in, fan_out), point.sigma_w2)
+        for spec, (fan_in, fan_out) in zip(job.layers, job.fans, strict=True)
+    )
+    gaussian_patch = Patch(init=gaussian, bias=patch_bias)
+    gaussians = [] if there else [Candidate(gaussian_patch, point.how, intrusion)]
     return [
-        Candidate(Patch(init=gaussian, bias=patch_bias), point.how, intrusion),
+        *gaussians,
         Candidate(
             Patch(init=init.Orthogonal(gain=gain), bias=patch_bias),
             f"orthogonal weights at that point (gain = sqrt({point.sigma_w2:.4g}) = {gain:.4g}) "
@@ -259,9 +268,16 @@ def _log_distance(value: float | None) -> float:
     return abs(math.log10(value)) if value is not None and value > 0 else math.inf
 
 
-def rank(result: Outcome, intrusion: int) -> tuple[int, int, int, float]:
+MARGIN = 1.0
+"""Decades: an outcome is well inside the healthy range when its gradient ratio first/last
+and activation RMS ratio last/first are within 10x of 1 and its update ratios within 10x of
+each other; one that merely clears the 100x thresholds ranks after it."""
+
+
+def rank(result: Outcome, intrusion: int) -> tuple[int, int, bool, int, float]:
     """Sort key, best first: the mildest worst finding (healthy best), the fewest findings,
-    the least intrusive patch, then ``|log10 first_to_last| + |log10 last_to_first_rms| +
+    numbers well inside the healthy range (:data:`MARGIN`), the least intrusive patch, then
+    the distance from 1, ``|log10 first_to_last| + |log10 last_to_first_rms| +
     log10(largest / smallest update ratio)``."""
     worst = min((SEVERITY.index(c) for c in result.findings), default=len(SEVERITY))
     spread = (
@@ -269,10 +285,10 @@ def rank(result: Outcome, intrusion: int) -> tuple[int, int, int, float]:
         if result.update_ratio is not None and result.update_ratio[0] > 0
         else math.inf
     )
-    closeness = (
-        _log_distance(result.first_to_last) + _log_distance(result.last_to_first_rms) + spread
-    )
-    return (-worst, len(result.findings), intrusion, closeness)
+    gradient = _log_distance(result.first_to_last)
+    signal = _log_distance(result.last_to_first_rms)
+    inside = max(gradient, signal, spread) <= MARGIN
+    return (-worst, len(result.findings), not inside, intrusion, gradient + signal + spread)
 
 
 def describe(patch: Patch) -> str:
@@ -403,7 +419,7 @@ def recommend(
     advice = [
         Advice(
             **{f.name: getattr(c.patch, f.name) for f in dataclasses.fields(c.patch)},
-            reason=f"{describe(c.patch)}: {c.why}. Simulated: {summary(r)}.",
+            reason=f"{describe(c.patch)}: {c.why.rstrip('.')}. Simulated: {summary(r)}.",
             verified=r,
         )
         for _, c, r in tried
@@ -412,7 +428,7 @@ def recommend(
     here = f"this network {summary(current)}"
     depth = _depth_note(network_theory, len(job.layers))
     if not result.findings:
-        head = f"Use {describe(best.patch)}: {best.why}."
+        head = f"Use {describe(best.patch)}: {best.why.rstrip('.')}."
         tail = (
             " Simulated on this request's input, seed and upstream gradient it is "
             f"{summary(result)}; {here}."
@@ -420,13 +436,13 @@ def recommend(
     elif best_key < rank(current, 0):
         head = (
             f"None of the {len(tried)} patches tried makes this network healthy; the least "
-            f"bad is {describe(best.patch)}: {best.why}."
+            f"bad is {describe(best.patch)}: {best.why.rstrip('.')}."
         )
         tail = f" Simulated it {summary(result)}; {here}."
     else:
         head = (
             f"None of the {len(tried)} patches tried improves on this network, which "
-            f"{summary(current)}; the closest is {describe(best.patch)}: {best.why}."
+            f"{summary(current)}; the closest is {describe(best.patch)}: {best.why.rstrip('.')}."
         )
         tail = f" Simulated it {summary(result)}."
     first = advice[0]
