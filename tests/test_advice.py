@@ -224,6 +224,33 @@ def test_the_update_ratio_is_what_training_feels() -> None:
     assert "||dW|| / ||W||" in finding["message"]
 
 
+def test_the_chaotic_tanh_gets_the_critical_point_of_its_own_bias() -> None:
+    """Issue 12: tanh, W std 0.2, b ~ N(0, 0.2236^2), depth 50 was told xavier_normal with the
+    bias ignored, which left it vanishing (5e-4). Its own sigma_b^2 = 0.05 puts the edge of
+    chaos, chi_1(q*) = 1 (Poole et al. 2016; Schoenholz et al. 2017), at sigma_w^2 = 1.761."""
+    advice = _analyze(_body(TABLE["tanh std 0.2, bias N(0, 0.2236^2), depth 50 (chaotic)"]))
+    advice = advice["diagnosis"]["recommendation"]
+    assert advice["verified"]["verdict"] == "healthy"
+    options = [advice, *advice["alternatives"]]
+    critical = [o for o in options if "sigma_w^2 = 1.761 with the requested" in o["reason"]]
+    assert critical, [o["reason"] for o in options]
+    assert critical[0]["bias"] is None  # the network's own bias is part of the point
+    xavier = [o for o in options if o["init"] and o["init"]["scheme"] == "xavier_normal"]
+    assert "vanishing_gradients" in xavier[0]["verified"]["findings"]
+
+
+def test_selu_is_not_sent_to_the_edge_where_q_star_vanishes() -> None:
+    """Issue 12: SELU std 0.05, depth 20 was told sigma_w^2 = 0.4768, the q* -> 0 edge
+    (q* = 2.7e-9). No candidate uses it; the critical candidate says why."""
+    advice = _analyze(_body(TABLE["selu std 0.05, depth 20"]))["diagnosis"]["recommendation"]
+    options = [advice, *advice["alternatives"]]
+    scales = [o["init"].get("scale") for o in options if o["init"]]
+    assert not any(s is not None and abs(s - 0.4768) < 0.01 for s in scales)
+    assert any("q* = 2.7e-09 < 0.1" in o["reason"] for o in options)
+    lecun = [o for o in options if o["init"] and o["init"]["scheme"] == "lecun_normal"]
+    assert lecun[0]["verified"]["verdict"] == "healthy"
+
+
 def test_the_concentrated_message_says_what_is_measured() -> None:
     """Issue 12: tanh + Xavier at depth 50 has a small pooled std; the message says the
     values barely vary because tanh's input is small (nearly linear), not that units

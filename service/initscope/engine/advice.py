@@ -166,7 +166,10 @@ def _critical(job: AnalysisJob, activation: act.ActivationFn, sigma_b2: float) -
         )
     )
     bias = _bias_for(point.sigma_b2)
-    keeps_bias = all(spec.bias == bias for spec in job.layers)
+    keeps_bias = all(  # the network's own bias already has this variance, and mean 0
+        spec.bias.theory_applicable and math.isclose(spec.bias.variance(), point.sigma_b2)
+        for spec in job.layers
+    )
     patch_bias = None if keeps_bias else bias
     intrusion = 0 if keeps_bias else 1
     gain = math.sqrt(point.sigma_w2)
