@@ -323,9 +323,9 @@ def _init_words(weights: init.WeightInit) -> str:
     return weights.scheme
 
 
-def summary(result: Outcome) -> str:
+def summary(result: Outcome, verb: str = "still shows") -> str:
     """What a simulation showed, in numbers."""
-    state = "healthy" if not result.findings else f"still shows {', '.join(result.findings)}"
+    state = "healthy" if not result.findings else f"{verb} {', '.join(result.findings)}"
     numbers = []
     if result.first_to_last is not None:
         numbers.append(f"layer 1 receives {result.first_to_last:.3g}x the last layer's gradient")
@@ -413,9 +413,14 @@ def recommend(
         tried.append((rank(result, candidate.intrusion), candidate, result))
     unpaid = f" Not simulated, over the compute budget: {'; '.join(skipped)}." if skipped else ""
     if not tried:
+        why = (
+            f"what the compute budget leaves ({job.advice_budget:.3g} multiply-adds) pays for "
+            f"none of the patches: {'; '.join(skipped)}"
+            if skipped
+            else "every patch considered is what this network already is"
+        )
         return Recommendation(
-            reason=f"No patch could be simulated within the compute budget ({unpaid.strip()}); "
-            f"this network {summary(current)}.",
+            reason=f"No patch was simulated: {why}; this network {summary(current, 'shows')}.",
             verified=current,
         )
     tried.sort(key=lambda entry: entry[0])
@@ -428,7 +433,7 @@ def recommend(
         for _, c, r in tried
     ]
     best_key, best, result = tried[0]
-    here = f"this network {summary(current)}"
+    here = f"this network {summary(current, 'shows')}"
     depth = _depth_note(network_theory, len(job.layers))
     if not result.findings:
         head = f"Use {describe(best.patch)}: {best.why.rstrip('.')}."
@@ -445,7 +450,8 @@ def recommend(
     else:
         head = (
             f"None of the {len(tried)} patches tried improves on this network, which "
-            f"{summary(current)}; the closest is {describe(best.patch)}: {best.why.rstrip('.')}."
+            f"{summary(current, 'shows')}; the closest is {describe(best.patch)}: "
+            f"{best.why.rstrip('.')}."
         )
         tail = f" Simulated it {summary(result)}."
     first = advice[0]
