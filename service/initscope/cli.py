@@ -153,7 +153,8 @@ def _table(title: str, columns: Sequence[str], right: Sequence[str] = ()) -> Tab
         table.add_column(
             Text(column),
             justify="right" if number else "left",
-            no_wrap=number or column == "adds",
+            no_wrap=number or column in ("adds", "verdict"),
+            overflow="fold" if column == "patch" else "ellipsis",  # orthogonal(gain=10) folds
             min_width=len(column),
         )
     return table
