@@ -77,6 +77,7 @@ images: $(VENV)/.installed
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_advice.py
 	$(BIN)/python benchmarks/bench_render.py
 	$(BIN)/python benchmarks/bench_cache.py
 

@@ -93,6 +93,7 @@ def make_job(shape: Shape, *, effective_rank: bool) -> AnalysisJob:
         "input": {"samples": shape.samples},
         "statistics": {"effective_rank": effective_rank},
         "theory": False,  # the engine: simulation, statistics, diagnosis (theory is timed apart)
+        "recommend": False,  # and no advice: bench_advice.py times its verification
         "seed": SEED,
         "dtype": "float32",
     }

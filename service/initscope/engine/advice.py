@@ -106,13 +106,16 @@ def suited(activation: act.ActivationFn) -> tuple[init.WeightInit, str]:
 
 def patched(job: AnalysisJob, patch: Patch) -> AnalysisJob:
     """``job`` with ``patch`` applied to every layer, as a /compare variant applies it, and
-    only what the findings need measured (no Jacobian, effective rank, theory or advice)."""
+    only what the findings need measured (no Jacobian, effective rank, theory or advice; one
+    histogram bin, which no finding reads)."""
     changes = {field.name: getattr(patch, field.name) for field in dataclasses.fields(patch)}
     changes = {k: v for k, v in changes.items() if v is not None}
     layers = tuple(dataclasses.replace(spec, **changes) for spec in job.layers)
     return dataclasses.replace(
         job,
         layers=layers,
+        bins=1,
+        histogram_range=None,
         jacobian_samples=0,
         effective_rank=False,
         theory=False,

@@ -252,7 +252,8 @@ def sample_correlation(z: FloatArray) -> float | None:
     n = int(np.count_nonzero(keep))
     if n < 2 or not np.isfinite(norms).all():
         return None
-    total = (z[keep] / norms[keep, None]).sum(axis=0, dtype=np.float64)
+    inverse = np.divide(1.0, norms, out=np.zeros_like(norms), where=keep)
+    total = (inverse.astype(z.dtype) @ z).astype(np.float64)  # sum_i u_i: one gemv, no copy
     c = (float(total @ total) - n) / (n * (n - 1))
     return min(max(c, -1.0), 1.0)
 
