@@ -136,7 +136,8 @@ class Shared(Strict):
         default=True,
         description="Recommend a patch, verified: when the network shows a finding, each "
         "candidate patch (the textbook init, the critical point as Gaussian and as orthogonal "
-        "weights, and where they apply a zero bias, batch norm, tanh for sigmoid, then LSUV) "
+        "weights, and where they apply a zero bias, batch norm, tanh for sigmoid or leaky "
+        "ReLU for ReLU, then LSUV) "
         "is simulated on this request's input, seed and upstream gradient, and the best is "
         "returned with the others as alternatives. It runs inside the compute budget: the "
         "request's own passes are counted first, and what remains (shared equally by the "

@@ -15,7 +15,8 @@ every layer. The candidates, built from the spec alone (:func:`candidates`):
 4. when a bias shifts the pre-activations: the textbook init with a zero bias;
 5. when there is no batch norm: batch norm before every activation (Ioffe & Szegedy 2015);
 6. when every layer is sigmoid: tanh with Glorot's init (LeCun et al. 1998, "Efficient
-   BackProp": a zero-centred activation keeps the next layer's inputs centred);
+   BackProp": a zero-centred activation keeps the next layer's inputs centred); when every
+   layer is ReLU: leaky ReLU with He's init for its slope (no unit is dead on every sample);
 7. LSUV (Mishkin & Matas 2016, arXiv:1511.06422), last: its rescaling passes cost most.
 
 They are simulated in that order while the job's ``advice_budget`` (what the request's own
@@ -200,7 +201,7 @@ def candidates(job: AnalysisJob) -> list[Candidate]:
     """Every patch worth simulating for this network, distinct, none a no-op."""
     activation, sigma_b2 = _common(job)
     textbook, why = suited(activation)
-    out = [Candidate(Patch(init=textbook), why, 0)]
+    out = [] if _matches(job, textbook) else [Candidate(Patch(init=textbook), why, 0)]
     out += _critical(job, activation, sigma_b2)
     if any(bias_mean(spec) != 0.0 for spec in job.layers):
         out.append(
@@ -226,6 +227,20 @@ def candidates(job: AnalysisJob) -> list[Candidate]:
                 "no weight scale fixes sigmoid at depth: its phi' is at most 0.25 and its "
                 "outputs have mean 1/2, which shifts every next layer; tanh = 2 sigmoid(2a) - 1 "
                 "is its zero-centred rescaling (LeCun et al. 1998), with Glorot's init",
+                3,
+            )
+        )
+    if all(isinstance(spec.activation, act.ReLU) for spec in job.layers):
+        leaky = act.LeakyReLU()
+        slope = leaky.negative_slope
+        out.append(
+            Candidate(
+                Patch(
+                    activation=leaky,
+                    init=init.HeNormal(negative_slope=slope, nonlinearity="leaky_relu"),
+                ),
+                f"leaky ReLU passes gradient {slope:g}x below 0, so no unit is dead for every "
+                "sample (Maas et al. 2013), with He's init for its slope",
                 3,
             )
         )
