@@ -215,6 +215,11 @@ class Patch:
     activation: Activation | None = None
     batch_norm: BatchNorm | None = None
 
+    def changes(self) -> dict[str, Any]:
+        """The fields the patch sets, by name."""
+        fields = ("init", "bias", "activation", "batch_norm")
+        return {name: value for name in fields if (value := getattr(self, name)) is not None}
+
 
 @dataclass(frozen=True, kw_only=True)
 class Advice(Patch):

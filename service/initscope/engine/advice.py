@@ -109,9 +109,7 @@ def patched(job: AnalysisJob, patch: Patch) -> AnalysisJob:
     """``job`` with ``patch`` applied to every layer, as a /compare variant applies it, and
     only what the findings need measured (no Jacobian, effective rank, theory or advice; one
     histogram bin, which no finding reads)."""
-    changes = {field.name: getattr(patch, field.name) for field in dataclasses.fields(patch)}
-    changes = {k: v for k, v in changes.items() if v is not None}
-    layers = tuple(dataclasses.replace(spec, **changes) for spec in job.layers)
+    layers = tuple(dataclasses.replace(spec, **patch.changes()) for spec in job.layers)
     return dataclasses.replace(
         job,
         layers=layers,
@@ -138,6 +136,17 @@ def _same_variance(a: init.WeightInit, sigma_w2: float, job: AnalysisJob) -> boo
     return all(
         math.isclose(fan_in * a.variance(fan_in, fan_out), sigma_w2, rel_tol=1e-9)
         for fan_in, fan_out in job.fans
+    )
+
+
+def _draws(job: AnalysisJob, sigma_w2: float) -> bool:
+    """Whether every layer already draws i.i.d. Gaussian weights of variance sigma_w^2 /
+    fan_in."""
+    return all(
+        spec.init.iid_gaussian
+        and spec.init.theory_applicable
+        and math.isclose(fan_in * spec.init.variance(fan_in, fan_out), sigma_w2)
+        for spec, (fan_in, fan_out) in zip(job.layers, job.fans, strict=True)
     )
 
 
@@ -177,14 +186,9 @@ def _critical(job: AnalysisJob, activation: act.ActivationFn, sigma_b2: float) -
     patch_bias = None if keeps_bias else bias
     intrusion = 0 if keeps_bias else 1
     gain = math.sqrt(point.sigma_w2)
-    there = keeps_bias and all(  # the network already draws these Gaussian weights
-        spec.init.iid_gaussian
-        and spec.init.theory_applicable
-        and math.isclose(fan_in * spec.init.variance(fan_in, fan_out), point.sigma_w2)
-        for spec, (fan_in, fan_out) in zip(job.layers, job.fans, strict=True)
-    )
+    drawn = keeps_bias and _draws(job, point.sigma_w2)  # the point is this very network
     gaussian_patch = Patch(init=gaussian, bias=patch_bias)
-    gaussians = [] if there else [Candidate(gaussian_patch, point.how, intrusion)]
+    gaussians = [] if drawn else [Candidate(gaussian_patch, point.how, intrusion)]
     return [
         *gaussians,
         Candidate(
@@ -444,7 +448,7 @@ def recommend(
     tried.sort(key=lambda entry: entry[0])
     advice = [
         Advice(
-            **{f.name: getattr(c.patch, f.name) for f in dataclasses.fields(c.patch)},
+            **c.patch.changes(),
             reason=f"{describe(c.patch)}: {c.why.rstrip('.')}. Simulated: {summary(r)}.",
             verified=r,
         )
@@ -472,12 +476,8 @@ def recommend(
             f"{best.why.rstrip('.')}."
         )
         tail = f" Simulated it {summary(result)}."
-    first = advice[0]
     return Recommendation(
-        init=first.init,
-        bias=first.bias,
-        activation=first.activation,
-        batch_norm=first.batch_norm,
+        **best.patch.changes(),
         reason=head + tail + depth + _batch_norm_note(job) + unpaid,
         verified=result,
         alternatives=tuple(advice[1:]),
