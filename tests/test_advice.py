@@ -30,8 +30,7 @@ def _network(depth: int, activation: str, init: Any, **extra: Any) -> dict[str, 
         "depth": depth,
         "activation": activation,
         "init": init,
-        **extra,
-    }
+    } | extra
 
 
 def _normal(std: float) -> dict[str, Any]:
@@ -301,3 +300,23 @@ def test_the_sample_correlation_follows_relus_arc_cosine_map() -> None:
     assert abs(c[0]) < 0.01
     assert c[1] == pytest.approx(arc_cosine(c[0]), abs=0.03)
     assert c[2] == pytest.approx(arc_cosine(arc_cosine(c[0])), abs=0.03)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu", "hard_tanh", "selu", "linear"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_networks_that_overflow_get_findings_and_advice_not_an_error(
+    activation: str, dtype: str
+) -> None:
+    """Weights, biases and inputs of std 1e6: pre-activations overflow or saturate to the
+    limit. Every finding message and the advice still come out (hard tanh's mean-field
+    moment used to turn negative here, a 500)."""
+    big = {"scheme": "normal", "std": 1e6}
+    body = {
+        "network": _network(6, activation, big, bias=big, input_dim=10, width=10),
+        "input": {"samples": 16, "distribution": {"name": "normal", "std": 1e6}},
+        "dtype": dtype,
+    }
+    response = _analyze(body)
+    assert response["diagnosis"]["verdict"] != "healthy"
+    assert all(f["message"] for f in response["diagnosis"]["findings"])
+    assert response["diagnosis"]["recommendation"]["reason"]

@@ -933,3 +933,25 @@ def test_invalid_arguments_are_refused() -> None:
         theory.correlation_map(Tanh(), 1.5, 1.0, 1.0, 1.0, 0.0)
     with pytest.raises(ValueError, match="finite q > 0"):
         theory.correlation_map(Tanh(), 0.5, 0.0, 1.0, 1.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("alpha", "beta"),
+    [(-1.0, 1.0), (0.5, 3.0), (-3.0, -0.5), (-1e-12, 1e-12), (1e-8, 2e-8), (2.0, 5.0), (1.5, 1.8)],
+)
+def test_the_truncated_second_moment_has_no_cancellation(alpha: float, beta: float) -> None:
+    """Int_alpha^beta z^2 Dz by incomplete gamma functions, against scipy's quad: the closed
+    form Phi(beta) - Phi(alpha) - (beta pdf(beta) - alpha pdf(alpha)) lost every digit when both
+    ends were near 0."""
+
+    def integrand(z: float) -> float:
+        return z * z * math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
+    exact, _ = integrate.quad(integrand, alpha, beta, epsabs=0, epsrel=1e-13)
+    assert theory._inner_z2(alpha, beta) == pytest.approx(exact, rel=1e-13)
+
+
+def test_hard_tanh_second_moment_at_huge_q_is_the_clipped_limit() -> None:
+    """At q = 1e24 almost every value is clipped to +-1: E[phi^2] -> 1. The old closed form
+    returned a negative moment there, and /analyze of such a network answered 500."""
+    assert theory.second_moment(HardTanh(), 1e24) == pytest.approx(1.0, abs=1e-11)

@@ -49,6 +49,11 @@ def _ratio(value: float | None, reference: float | None) -> float | None:
     return value / reference
 
 
+def _g(value: float | None) -> str:
+    """A measured number for a message; None (no finite value) said as such."""
+    return "not finite" if value is None else f"{value:.3g}"
+
+
 def _per_step(ratio: float | None, steps: int) -> float | None:
     """The geometric-mean factor per layer of a ratio over ``steps`` layers."""
     if ratio is None or ratio <= 0 or steps <= 0 or not math.isfinite(ratio):
@@ -141,8 +146,8 @@ def findings(job: AnalysisJob, sim: Simulation) -> list[Finding]:
             values = (
                 f"its values have all underflowed to 0 in {job.dtype}"
                 if x.activations.std == 0 and x.activations.mean == 0
-                else f"its values vary by std {x.activations.std:.3g} around "
-                f"{x.activations.mean:.3g}"
+                else f"its values vary by std {_g(x.activations.std)} around "
+                f"{_g(x.activations.mean)}"
             )
             cause = (
                 f": the signal has collapsed there, {values}"
@@ -229,7 +234,7 @@ def findings(job: AnalysisJob, sim: Simulation) -> list[Finding]:
         message = (
             f"{x.activations.saturated_fraction:.0%} of layer {x.index}'s values sit in the flat "
             f"tails of {x.activation} (phi' below {t.saturation_derivative:g} of its maximum): "
-            f"its input z has std {x.preactivations.std:.3g} around {x.preactivations.mean:.3g}"
+            f"its input z has std {_g(x.preactivations.std)} around {_g(x.preactivations.mean)}"
         )
         to_first = layers[0].gradients.relative_to_last
         if not (g_below or g_above) and to_first is not None:
@@ -268,9 +273,9 @@ def findings(job: AnalysisJob, sim: Simulation) -> list[Finding]:
         add(
             "concentrated_activations",
             hit,
-            f"layer {x.index}'s activations barely vary: std {x.activations.std:.3g}, "
-            f"{share:.1%} of {fn.name}'s output range, around {x.activations.mean:.3g}, "
-            f"because its input z has std {z:.3g}: {where}",
+            f"layer {x.index}'s activations barely vary: std {_g(x.activations.std)}, "
+            f"{share:.1%} of {fn.name}'s output range, around {_g(x.activations.mean)}, "
+            f"because its input z has std {_g(z)}: {where}",
         )
     found.sort(key=lambda f: SEVERITY.index(f.code))
     return found

@@ -304,11 +304,24 @@ def _gauss_mass(alpha: float, beta: float) -> float:
 
 
 def _inner_z2(alpha: float, beta: float) -> float:
-    """``Int_alpha^beta z^2 Dz = Phi(beta) - Phi(alpha) - (beta pdf(beta) - alpha pdf(alpha))``."""
-    pdf = _INV_SQRT_2PI * (
-        beta * math.exp(-0.5 * beta * beta) - alpha * math.exp(-0.5 * alpha * alpha)
+    """``Int_alpha^beta z^2 Dz`` for ``alpha <= beta``, without cancellation.
+
+    ``Int_0^x z^2 Dz = P(3/2, x^2 / 2) / 2`` (regularised lower incomplete gamma; substitute
+    ``t = z^2 / 2``) and the integrand is even, so an interval across 0 is a sum of two such
+    terms and one on a side of 0 a difference of lower (near 0) or upper tails
+    ``Q(3/2, .)``. The closed form ``Phi(beta) - Phi(alpha) - (beta pdf(beta) - alpha
+    pdf(alpha))`` cancels to rounding when both ends are near 0 (hard tanh at q = 1e24 gave
+    a negative E[phi^2]). Agrees with ``scipy.integrate.quad`` to 5e-15 (tests)."""
+    if alpha >= 0.0:  # one side of 0: the difference of whichever tails are small
+        a, b = 0.5 * alpha * alpha, 0.5 * beta * beta
+        if b <= 1.5:
+            return 0.5 * float(special.gammainc(1.5, b) - special.gammainc(1.5, a))
+        return 0.5 * float(special.gammaincc(1.5, a) - special.gammaincc(1.5, b))
+    if beta <= 0.0:
+        return _inner_z2(-beta, -alpha)
+    return 0.5 * float(
+        special.gammainc(1.5, 0.5 * alpha * alpha) + special.gammainc(1.5, 0.5 * beta**2)
     )
-    return _gauss_mass(alpha, beta) - pdf
 
 
 # -- single-unit maps -----------------------------------------------------------------------------
