@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +15,8 @@ from initscope.engine.statistics import effective_rank, histogram
 from initscope.jobs import AnalysisJob
 
 from tests.helpers import make_job
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 TINY: dict[str, Any] = {
     "network": {
@@ -179,17 +183,8 @@ def test_one_seed_draws_one_input_and_upstream_in_every_dtype(
             np.testing.assert_array_equal(p32.value, p64.value.astype(np.float32))
 
 
-SIGMOID_STD_1: dict[str, Any] = {
-    "network": {
-        "input_dim": 100,
-        "depth": 5,
-        "width": 100,
-        "activation": "sigmoid",
-        "init": {"scheme": "normal", "std": 1.0},
-    },
-    "input": {"samples": 1000, "distribution": "normal"},
-    "seed": 0,
-}
+# The README's first request (its histogram aside): 5 sigmoid layers of 100, weights N(0, 1).
+SIGMOID_STD_1: dict[str, Any] = json.loads((EXAMPLES / "analyze-sigmoid-std1.json").read_text())
 
 
 def test_float32_and_float64_analyse_one_network() -> None:
