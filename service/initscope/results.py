@@ -6,6 +6,7 @@ are defined beside their computations (``initscope.engine.sweep``, ``initscope.t
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
@@ -216,9 +217,9 @@ class Patch:
     batch_norm: BatchNorm | None = None
 
     def changes(self) -> dict[str, Any]:
-        """The fields the patch sets, by name."""
-        fields = ("init", "bias", "activation", "batch_norm")
-        return {name: value for name in fields if (value := getattr(self, name)) is not None}
+        """The fields the patch sets, by name (a subclass's own fields are not patches)."""
+        names = (field.name for field in dataclasses.fields(Patch))
+        return {name: value for name in names if (value := getattr(self, name)) is not None}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from initscope.engine import activations as act
@@ -139,27 +140,14 @@ def _same_variance(a: init.WeightInit, sigma_w2: float, job: AnalysisJob) -> boo
     )
 
 
-def _draws(job: AnalysisJob, sigma_w2: float) -> bool:
-    """Whether every layer already draws i.i.d. Gaussian weights of variance sigma_w^2 /
-    fan_in."""
+def _draws(job: AnalysisJob, variance: Callable[[int, int], float], rel_tol: float) -> bool:
+    """Whether every layer already draws i.i.d. zero-mean weights whose variance is
+    ``variance(fan_in, fan_out)`` (to ``rel_tol``)."""
     return all(
-        spec.init.iid_gaussian
-        and spec.init.theory_applicable
-        and math.isclose(fan_in * spec.init.variance(fan_in, fan_out), sigma_w2)
-        for spec, (fan_in, fan_out) in zip(job.layers, job.fans, strict=True)
+        spec.init.theory_applicable
+        and math.isclose(spec.init.variance(*fans), variance(*fans), rel_tol=rel_tol)
+        for spec, fans in zip(job.layers, job.fans, strict=True)
     )
-
-
-def _matches(job: AnalysisJob, suggestion: init.WeightInit) -> bool:
-    """Whether every layer already draws i.i.d. weights with the suggested variance (5 %)."""
-    for spec, (fan_in, fan_out) in zip(job.layers, job.fans, strict=True):
-        if not spec.init.theory_applicable:
-            return False
-        mine = spec.init.variance(fan_in, fan_out)
-        wanted = suggestion.variance(fan_in, fan_out)
-        if abs(mine - wanted) > 0.05 * wanted:
-            return False
-    return True
 
 
 def _bias_for(sigma_b2: float) -> init.BiasInit:
@@ -186,7 +174,7 @@ def _critical(job: AnalysisJob, activation: act.ActivationFn, sigma_b2: float) -
     patch_bias = None if keeps_bias else bias
     intrusion = 0 if keeps_bias else 1
     gain = math.sqrt(point.sigma_w2)
-    drawn = keeps_bias and _draws(job, point.sigma_w2)  # the point is this very network
+    drawn = keeps_bias and _draws(job, lambda fan_in, _: point.sigma_w2 / fan_in, 1e-9)
     gaussian_patch = Patch(init=gaussian, bias=patch_bias)
     gaussians = [] if drawn else [Candidate(gaussian_patch, point.how, intrusion)]
     return [
@@ -205,7 +193,8 @@ def candidates(job: AnalysisJob) -> list[Candidate]:
     """Every patch worth simulating for this network, distinct, none a no-op."""
     activation, sigma_b2 = _common(job)
     textbook, why = suited(activation)
-    out = [] if _matches(job, textbook) else [Candidate(Patch(init=textbook), why, 0)]
+    drawn = _draws(job, textbook.variance, 0.05)
+    out = [] if drawn else [Candidate(Patch(init=textbook), why, 0)]
     out += _critical(job, activation, sigma_b2)
     if any(bias_mean(spec) != 0.0 for spec in job.layers):
         out.append(
@@ -414,7 +403,7 @@ def recommend(
         textbook, why = suited(activation)
         note = (
             "it is the textbook choice"
-            if _matches(job, textbook)
+            if _draws(job, textbook.variance, 0.05)
             else f"the textbook choice for {activation.name} would be {textbook.scheme}: {why}"
         )
         return Recommendation(
