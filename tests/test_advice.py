@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from initscope.config import Settings
 from initscope.engine.analysis import analyze
 from initscope.engine.diagnosis import SEVERITY
+from initscope.engine.statistics import sample_correlation
 from initscope.http.api import create_app
 from initscope.schemas import AnalyzeRequest, AnalyzeResponse, CompareRequest, to_jobs
 
@@ -320,3 +322,19 @@ def test_networks_that_overflow_get_findings_and_advice_not_an_error(
     assert response["diagnosis"]["verdict"] != "healthy"
     assert all(f["message"] for f in response["diagnosis"]["findings"])
     assert response["diagnosis"]["recommendation"]["reason"]
+
+
+def test_the_sample_correlation_is_the_mean_pairwise_cosine() -> None:
+    """Against the definition, pair by pair; scale-free, even where 1/|z_i| overflows
+    float32 (rows of norm 1e-40); rows of norm 0 are left out."""
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((40, 7)) + 0.5
+    unit = z / np.linalg.norm(z, axis=1, keepdims=True)
+    cosines = unit @ unit.T
+    expected = (cosines.sum() - 40) / (40 * 39)
+    assert sample_correlation(z) == pytest.approx(expected, rel=1e-12)
+    tiny = (z * 1e-40).astype(np.float32)
+    assert sample_correlation(tiny) == pytest.approx(expected, rel=1e-5)
+    with_zero = np.vstack([z, np.zeros((3, 7))])
+    assert sample_correlation(with_zero) == pytest.approx(expected, rel=1e-12)
+    assert sample_correlation(np.ones((1, 7))) is None

@@ -253,9 +253,13 @@ def sample_correlation(z: FloatArray) -> float | None:
     if n < 2 or not np.isfinite(norms).all():
         return None
     inverse = np.divide(1.0, norms, out=np.zeros_like(norms), where=keep)
-    total = (inverse.astype(z.dtype) @ z).astype(np.float64)  # sum_i u_i: one gemv, no copy
+    weights = inverse.astype(z.dtype)
+    if np.isfinite(weights).all():  # sum_i u_i: one gemv in z's dtype, no copy of z
+        total = (weights @ z).astype(np.float64)
+    else:  # rows so small that 1/|z_i| overflows z's dtype: in float64
+        total = inverse @ z.astype(np.float64)
     c = (float(total @ total) - n) / (n * (n - 1))
-    return min(max(c, -1.0), 1.0)
+    return min(max(c, -1.0), 1.0) if math.isfinite(c) else None
 
 
 @applies_policy
