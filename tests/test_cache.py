@@ -91,7 +91,7 @@ def cache_counts(client: TestClient) -> dict[str, float]:
     [
         ("/analyze", SMALL, ["analyze"]),
         ("/compare", COMPARE, ["analyze", "analyze"]),
-        ("/sweep", SWEEP, ["run_sweep"]),
+        ("/sweep", SWEEP, ["run_sweep_row", "run_sweep_row"]),
         ("/analyze?format=png", SMALL, ["analyze", "render_analysis"]),
     ],
 )

@@ -117,13 +117,13 @@ def test_piped_compare_has_no_progress_bar(default_client: TestClient) -> None:
     assert run.json()["table"] == api["table"]
 
 
-def test_a_ticking_sweep_is_run_sweep_with_a_tick_per_row() -> None:
+def test_a_sweep_run_here_is_run_sweep_with_a_tick_per_row() -> None:
     body = json.loads((EXAMPLES / "sweep-tanh.json").read_text())
     body.update(depth=6, width=32, samples=64)
     jobs = SWEEP.to_jobs(SweepRequest.model_validate(body), Settings())
     ticks: list[None] = []
-    assert run_here(SWEEP, jobs, lambda: ticks.append(None)) == run_sweep(jobs[0][1])
-    assert len(ticks) == SWEEP.total(jobs) == len(jobs[0][1].y_values)
+    assert run_here(SWEEP, jobs, lambda: ticks.append(None)) == run_sweep(jobs[0][1].job)
+    assert len(ticks) == SWEEP.total(jobs) == len(jobs[0][1].job.y_values)
 
 
 def test_sweep_table(tmp_path: Path) -> None:

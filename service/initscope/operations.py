@@ -6,22 +6,28 @@ command line's in-process path (``initscope.cli``) both run.
       -> combine -> the response model (JSON) or render (the figure)
 
 The service runs the jobs concurrently in its pool (:func:`initscope.http.api`'s ``_answer``);
-:func:`run_here` runs them one after another in this process and reports progress: ``steps``
-ticks per job, from inside ``compute`` when it takes a tick (a sweep's rows, a search's
-trials), else once after each job.
+:func:`run_here` runs them one after another in this process and reports progress, a tick
+after each job (a variant, a sweep's row, a search's trial).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from initscope.config import Settings
 from initscope.engine.analysis import analyze
-from initscope.engine.sweep import SweepJob, SweepResult, run_sweep
+from initscope.engine.sweep import (
+    RowResult,
+    SweepResult,
+    SweepRow,
+    join_rows,
+    run_sweep_row,
+    sweep_rows,
+)
 from initscope.figures import (
     render_analysis,
     render_comparison,
@@ -42,7 +48,14 @@ from initscope.schemas import (
 )
 from initscope.train_schemas import SearchRequest, SearchResponse, TrainRequest, TrainResponse
 from initscope.training.loop import TrainComparison, TrainJob, TrainResult, train
-from initscope.training.search import SearchJob, SearchResult, run_search
+from initscope.training.search import (
+    SearchResult,
+    SearchTrial,
+    TrialResult,
+    rank_trials,
+    run_trial,
+    search_trials,
+)
 
 Tick = Callable[[], object]
 RequestT = TypeVar("RequestT", bound=BaseModel)
@@ -50,14 +63,6 @@ JobT = TypeVar("JobT")
 PartT = TypeVar("PartT")
 ResultT = TypeVar("ResultT")
 Named = list[tuple[str, PartT]]
-JobIn = TypeVar("JobIn", contravariant=True)
-PartOut = TypeVar("PartOut", covariant=True)
-
-
-class Ticking(Protocol[JobIn, PartOut]):
-    """``compute`` that also takes a progress callback (``run_sweep``, ``run_search``)."""
-
-    def __call__(self, job: JobIn, tick: Tick | None = None, /) -> PartOut: ...
 
 
 @dataclass(frozen=True)
@@ -74,13 +79,10 @@ class Operation(Generic[RequestT, JobT, PartT, ResultT]):
     to_json: Callable[[ResultT], BaseModel]
     render: Callable[[ResultT, FigureOptions], bytes]
     progress: str  # what a progress bar says is being done
-    # compute again, taking a tick it calls ``steps(job)`` times; None: compute ticks nothing
-    ticking: Ticking[JobT, PartT] | None = None
-    steps: Callable[[JobT], int] = lambda job: 1
 
     def total(self, jobs: Sequence[tuple[str, JobT]]) -> int:
         """The ticks :func:`run_here` makes for these jobs."""
-        return sum(self.steps(job) for _, job in jobs)
+        return len(jobs)
 
 
 def run_here(
@@ -91,12 +93,9 @@ def run_here(
     """The jobs one after another in this process, combined: what the pool's answer would be."""
     parts: Named[PartT] = []
     for name, job in jobs:
-        if operation.ticking is not None:
-            parts.append((name, operation.ticking(job, tick)))
-        else:
-            parts.append((name, operation.compute(job)))
-            if tick is not None:
-                tick()
+        parts.append((name, operation.compute(job)))
+        if tick is not None:
+            tick()
     return operation.combine(parts)
 
 
@@ -139,19 +138,17 @@ COMPARE = Operation[CompareRequest, AnalysisJob, Analysis, Comparison[Analysis]]
     render=render_comparison,
     progress="analysing variants",
 )
-SWEEP = Operation[SweepRequest, SweepJob, SweepResult, SweepResult](
+SWEEP = Operation[SweepRequest, SweepRow, RowResult, SweepResult](
     name="sweep",
     summary="Phase diagram over two hyperparameters",
     request=SweepRequest,
     response=SweepResponse,
-    to_jobs=_one("sweep"),
-    compute=run_sweep,
-    combine=_only,
+    to_jobs=lambda request, settings: sweep_rows(request.job(settings)),
+    compute=run_sweep_row,
+    combine=join_rows,
     to_json=SweepResponse.from_result,
     render=render_sweep,
     progress="sweeping rows",
-    ticking=run_sweep,
-    steps=lambda job: len(job.y_values),
 )
 TRAIN = Operation[TrainRequest, TrainJob, TrainResult, TrainComparison](
     name="train",
@@ -165,19 +162,17 @@ TRAIN = Operation[TrainRequest, TrainJob, TrainResult, TrainComparison](
     render=render_training,
     progress="training",
 )
-SEARCH = Operation[SearchRequest, SearchJob, SearchResult, SearchResult](
+SEARCH = Operation[SearchRequest, SearchTrial, TrialResult, SearchResult](
     name="search",
     summary="Random hyperparameter search",
     request=SearchRequest,
     response=SearchResponse,
-    to_jobs=_one("search"),
-    compute=run_search,
-    combine=_only,
+    to_jobs=lambda request, settings: search_trials(request.job(settings)),
+    compute=run_trial,
+    combine=rank_trials,
     to_json=SearchResponse.from_result,
     render=render_search,
     progress="trials",
-    ticking=run_search,
-    steps=lambda job: job.trials,
 )
 
 # In the order of the API description and the command line's help.

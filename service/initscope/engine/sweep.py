@@ -10,7 +10,7 @@ hyperparameters, applied to initialisation).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -181,20 +181,60 @@ def critical_curve(job: SweepJob) -> tuple[tuple[tuple[float, float], ...] | Non
     return tuple(points), "chi_1(q*) = 1 (Schoenholz et al. 2017)"
 
 
+@dataclass(frozen=True)
+class SweepRow:
+    """Row ``index`` of a sweep's grid (y = ``job.y_values[index]``): one job of the pool. Every
+    cell is seeded by ``job.seed`` alone, so a row computes the same wherever and whenever it
+    runs; the first row also draws the edge of chaos (about 30 ms of quadrature)."""
+
+    job: SweepJob
+    index: int
+
+
+@dataclass(frozen=True)
+class RowResult:
+    row: SweepRow
+    simulation: tuple[Value, ...] | None
+    theory: tuple[Value, ...] | None
+    curve: tuple[tuple[tuple[float, float], ...] | None, str] | None  # the first row's only
+
+
+def sweep_rows(job: SweepJob) -> list[tuple[str, SweepRow]]:
+    """The grid as one job per row, in order."""
+    return [(f"row {i}", SweepRow(job, i)) for i in range(len(job.y_values))]
+
+
+@applies_policy
+def run_sweep_row(part: SweepRow) -> RowResult:
+    """Top-level and picklable: what the process pool runs for each row of /sweep."""
+    job = part.job
+    y = job.y_values[part.index]
+    row = [job.cell(x, y) for x in job.x_values]
+    sim = None if job.source == "theory" else tuple(simulated(job, c) for c in row)
+    pred = None if job.source == "simulation" else tuple(predicted(job, c) for c in row)
+    curve = critical_curve(job) if part.index == 0 else None
+    return RowResult(part, sim, pred, curve)
+
+
+def join_rows(parts: Sequence[tuple[str, RowResult]]) -> SweepResult:
+    """The rows' results, in order, as the whole sweep's."""
+    rows = [result for _, result in parts]
+    job = rows[0].row.job
+    assert [r.row.index for r in rows] == list(range(len(job.y_values)))
+    curve = rows[0].curve
+    assert curve is not None
+    sim = None if job.source == "theory" else tuple(r.simulation or () for r in rows)
+    pred = None if job.source == "simulation" else tuple(r.theory or () for r in rows)
+    return SweepResult(job, sim, pred, *curve)
+
+
 @applies_policy
 def run_sweep(job: SweepJob, tick: Callable[[], object] | None = None) -> SweepResult:
-    """Top-level and picklable: what the process pool runs for /sweep; ``tick`` is called
-    after each row of the grid (the command line's progress bar)."""
-    sim_rows: list[tuple[Value, ...]] = []
-    pred_rows: list[tuple[Value, ...]] = []
-    for row in job.cells():
-        if job.source != "theory":
-            sim_rows.append(tuple(simulated(job, c) for c in row))
-        if job.source != "simulation":
-            pred_rows.append(tuple(predicted(job, c) for c in row))
+    """The whole sweep, row after row in this process (what the pool's rows combine to);
+    ``tick`` is called after each row."""
+    parts = []
+    for name, part in sweep_rows(job):
+        parts.append((name, run_sweep_row(part)))
         if tick is not None:
             tick()
-    curve, note = critical_curve(job)
-    sim = None if job.source == "theory" else tuple(sim_rows)
-    pred = None if job.source == "simulation" else tuple(pred_rows)
-    return SweepResult(job, sim, pred, curve, note)
+    return join_rows(parts)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -77,36 +77,76 @@ def with_value(job: TrainJob, param: SearchParam, value: float) -> TrainJob:
     return dataclasses.replace(job, dropout=value)
 
 
-@applies_policy
-def run_search(job: SearchJob, tick: Callable[[], object] | None = None) -> SearchResult:
-    """Top-level and picklable: what the process pool runs for /search; ``tick`` is called
-    after each trial (the command line's progress bar)."""
-    start = time.perf_counter()
+@dataclass(frozen=True)
+class SearchTrial:
+    """Trial ``index`` of a search, with its draws: one job of the pool."""
+
+    search: SearchJob
+    index: int
+    x: float
+    y: float
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    part: SearchTrial
+    trial: Trial
+    elapsed_ms: float
+
+
+def search_trials(job: SearchJob) -> list[tuple[str, SearchTrial]]:
+    """Every trial's draws, made here in sequence from the search's one stream (so each trial
+    is the same whichever worker runs it, and whenever)."""
     rng = np.random.default_rng(np.random.SeedSequence((job.base.seed, _TAG)))
     xs, ys = job.x.draw(rng, job.trials), job.y.draw(rng, job.trials)
-    data = dataset(job.base)
-    trials = []
-    for x, y in zip(xs, ys, strict=True):
-        trial_job = with_value(with_value(job.base, job.x.param, x), job.y.param, y)
-        last = fit(trial_job, data)
-        if tick is not None:
-            tick()
-        end = last.history[-1]
-        trials.append(
-            Trial(
-                x,
-                y,
-                end.val_accuracy,
-                end.val_loss,
-                end.train_accuracy,
-                end.train_loss,
-                last.diverged,
-            )
-        )
+    return [
+        (f"trial {i}", SearchTrial(job, i, x, y))
+        for i, (x, y) in enumerate(zip(xs, ys, strict=True))
+    ]
+
+
+@applies_policy
+def run_trial(part: SearchTrial) -> TrialResult:
+    """Top-level and picklable: what the process pool runs for each trial of /search."""
+    start = time.perf_counter()
+    job = part.search
+    trial_job = with_value(with_value(job.base, job.x.param, part.x), job.y.param, part.y)
+    last = fit(trial_job, dataset(job.base))
+    end = last.history[-1]
+    trial = Trial(
+        part.x,
+        part.y,
+        end.val_accuracy,
+        end.val_loss,
+        end.train_accuracy,
+        end.train_loss,
+        last.diverged,
+    )
+    return TrialResult(part, trial, (time.perf_counter() - start) * 1e3)
+
+
+def rank_trials(parts: Sequence[tuple[str, TrialResult]]) -> SearchResult:
+    """The trials' results, best first; ``elapsed_ms`` is the trials' compute time summed."""
+    results = [result for _, result in parts]
+    assert [r.part.index for r in results] == list(range(len(results)))
+    job = results[0].part.search
+    trials = [r.trial for r in results]
     median = float(np.median([t.val_accuracy for t in trials]))
-    ranked = sorted(
+    ranked = sorted(  # stable: ties keep the order of the draws
         trials,
         key=lambda t: (-t.val_accuracy, math.inf if t.val_loss is None else t.val_loss),
     )
-    elapsed = round((time.perf_counter() - start) * 1e3, 3)
+    elapsed = round(sum(r.elapsed_ms for r in results), 3)
     return SearchResult(job.x.param, job.y.param, tuple(ranked), median, elapsed)
+
+
+@applies_policy
+def run_search(job: SearchJob, tick: Callable[[], object] | None = None) -> SearchResult:
+    """The whole search, trial after trial in this process (what the pool's trials combine
+    to); ``tick`` is called after each trial."""
+    parts = []
+    for name, part in search_trials(job):
+        parts.append((name, run_trial(part)))
+        if tick is not None:
+            tick()
+    return rank_trials(parts)
