@@ -10,7 +10,7 @@ hyperparameters, applied to initialisation).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -229,12 +229,6 @@ def join_rows(parts: Sequence[tuple[str, RowResult]]) -> SweepResult:
 
 
 @applies_policy
-def run_sweep(job: SweepJob, tick: Callable[[], object] | None = None) -> SweepResult:
-    """The whole sweep, row after row in this process (what the pool's rows combine to);
-    ``tick`` is called after each row."""
-    parts = []
-    for name, part in sweep_rows(job):
-        parts.append((name, run_sweep_row(part)))
-        if tick is not None:
-            tick()
-    return join_rows(parts)
+def run_sweep(job: SweepJob) -> SweepResult:
+    """The whole sweep, row after row in this process: what the pool's rows combine to."""
+    return join_rows([(name, run_sweep_row(part)) for name, part in sweep_rows(job)])

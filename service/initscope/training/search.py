@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -141,12 +141,7 @@ def rank_trials(parts: Sequence[tuple[str, TrialResult]]) -> SearchResult:
 
 
 @applies_policy
-def run_search(job: SearchJob, tick: Callable[[], object] | None = None) -> SearchResult:
-    """The whole search, trial after trial in this process (what the pool's trials combine
-    to); ``tick`` is called after each trial."""
-    parts = []
-    for name, part in search_trials(job):
-        parts.append((name, run_trial(part)))
-        if tick is not None:
-            tick()
-    return rank_trials(parts)
+def run_search(job: SearchJob) -> SearchResult:
+    """The whole search, trial after trial in this process: what the pool's trials combine
+    to."""
+    return rank_trials([(name, run_trial(part)) for name, part in search_trials(job)])
