@@ -17,7 +17,7 @@ Kernel contract (``forward(a)`` and ``derivative(a, h)`` with ``h = forward(a)``
   the same shape and dtype, and neither ``a`` nor ``h`` is written to.
 - No floating-point warning for any finite or infinite input: the tails are computed in forms
   that cannot overflow (``expm1`` on ``min(a, 0)``, ``log1p(exp(-|a|))``,
-  ``scipy.special.expit``). NaN propagates through ``forward``. The only non-finite output
+  ``special.expit``). NaN propagates through ``forward``. The only non-finite output
   for finite input is SELU's ``scale * a`` beyond ``finfo.max / scale``, which rounds to inf
   as it should.
 - Sigmoid (and SiLU, softplus') keep relative accuracy in the tails like ``torch.sigmoid``:
@@ -37,7 +37,8 @@ from typing import Annotated, Any, ClassVar, Literal, Protocol
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import ConfigDict, Field
-from scipy import special
+
+from initscope.engine.special import expit, ndtr
 
 __all__ = [
     "ACTIVATIONS",
@@ -201,7 +202,7 @@ class _Base:
 
 
 def _sigmoid(x: FloatArray, scale: float = 1.0, out: FloatArray | None = None) -> FloatArray:
-    """``1 / (1 + exp(-scale x))`` by ``scipy.special.expit``: no overflow, relative accuracy.
+    """``1 / (1 + exp(-scale x))`` by ``special.expit``: no overflow, relative accuracy.
 
     The ``0.5 + 0.5 tanh(x/2)`` form is three times faster but rounds the tail to exact zeros
     below a = -17 in float32, where ``torch.sigmoid`` still returns ~1e-8; exact zeros would
@@ -209,7 +210,7 @@ def _sigmoid(x: FloatArray, scale: float = 1.0, out: FloatArray | None = None) -
     ``scale > 2``). ``out`` may be ``x`` itself.
     """
     s = np.multiply(x, scale, out=np.empty_like(x) if out is None else out)
-    return np.asarray(special.expit(s, out=s))
+    return expit(s, out=s)
 
 
 def _times_a(p: FloatArray, a: FloatArray) -> FloatArray:
@@ -296,7 +297,7 @@ class Sigmoid(_Base):
     """Logistic sigmoid, phi(a) = 1 / (1 + exp(-a)); phi' = phi (1 - phi) <= 1/4 (``nn.Sigmoid``).
 
     Glorot & Bengio (2010) show how its non-zero mean and saturation at 0 and 1 slow deep
-    networks; computed with scipy.special.expit.
+    networks; computed with special.expit.
     """
 
     formula: ClassVar[str] = "1 / (1 + exp(-a))"
@@ -514,7 +515,7 @@ class GELU(_Base):
     name: Literal["gelu"] = "gelu"
 
     def forward(self, a: FloatArray) -> FloatArray:
-        return _times_a(special.ndtr(a, out=np.empty_like(a)), a)
+        return _times_a(ndtr(a, out=np.empty_like(a)), a)
 
     def derivative(self, a: FloatArray, h: FloatArray) -> FloatArray:
         # Phi(a) = h / a to a few ulp wherever a is a finite normal number: this saves a second
@@ -535,7 +536,7 @@ class GELU(_Base):
         if not ok.all():  # a ~ 0 or subnormal, +-inf, NaN: evaluate those few directly
             redo = np.flatnonzero(~ok)
             x = np.clip(a.flat[redo], -_GAUSS_TAIL, _GAUSS_TAIL)
-            d.flat[redo] = special.ndtr(a.flat[redo]) + x * np.exp(-0.5 * x * x) * _INV_SQRT_2PI
+            d.flat[redo] = ndtr(a.flat[redo]) + x * np.exp(-0.5 * x * x) * _INV_SQRT_2PI
         return d
 
     @property

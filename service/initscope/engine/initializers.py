@@ -28,7 +28,8 @@ from typing import Annotated, Any, ClassVar, Literal, TypeAlias, get_args, get_t
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import ConfigDict, Field
-from scipy.special import ndtr, ndtri
+
+from initscope.engine.special import ndtr, ndtri
 
 __all__ = [
     "BIAS_INITS",

@@ -47,7 +47,6 @@ from functools import lru_cache
 from typing import Final, Literal
 
 import numpy as np
-from scipy import optimize, special
 
 from initscope.engine.activations import (
     GELU,
@@ -62,6 +61,7 @@ from initscope.engine.activations import (
     Softplus,
     Tanh,
 )
+from initscope.engine.special import brentq, gammainc_3_2, gammaincc_3_2, minimize_bounded, ndtr
 from initscope.jobs import LayerSpec
 from initscope.labels import layer_span
 
@@ -299,8 +299,8 @@ def _one_sided(f: RealFn) -> float:
 def _gauss_mass(alpha: float, beta: float) -> float:
     """``Phi(beta) - Phi(alpha)`` without cancellation in the upper tail."""
     if alpha > 0.0:
-        return float(special.ndtr(-alpha) - special.ndtr(-beta))
-    return float(special.ndtr(beta) - special.ndtr(alpha))
+        return float(ndtr(-alpha) - ndtr(-beta))
+    return float(ndtr(beta) - ndtr(alpha))
 
 
 def _inner_z2(alpha: float, beta: float) -> float:
@@ -315,13 +315,11 @@ def _inner_z2(alpha: float, beta: float) -> float:
     if alpha >= 0.0:  # one side of 0: the difference of whichever tails are small
         a, b = 0.5 * alpha * alpha, 0.5 * beta * beta
         if b <= 1.5:
-            return 0.5 * float(special.gammainc(1.5, b) - special.gammainc(1.5, a))
-        return 0.5 * float(special.gammaincc(1.5, a) - special.gammaincc(1.5, b))
+            return 0.5 * float(gammainc_3_2(b) - gammainc_3_2(a))
+        return 0.5 * float(gammaincc_3_2(a) - gammaincc_3_2(b))
     if beta <= 0.0:
         return _inner_z2(-beta, -alpha)
-    return 0.5 * float(
-        special.gammainc(1.5, 0.5 * alpha * alpha) + special.gammainc(1.5, 0.5 * beta**2)
-    )
+    return 0.5 * float(gammainc_3_2(0.5 * alpha * alpha) + gammainc_3_2(0.5 * beta**2))
 
 
 # -- single-unit maps -----------------------------------------------------------------------------
@@ -350,7 +348,7 @@ def second_moment(activation: ActivationFn, q: float) -> float:
         sd = math.sqrt(q)
         lo, hi = activation.min_val, activation.max_val
         alpha, beta = lo / sd, hi / sd
-        tails = lo * lo * float(special.ndtr(alpha)) + hi * hi * float(special.ndtr(-beta))
+        tails = lo * lo * float(ndtr(alpha)) + hi * hi * float(ndtr(-beta))
         return tails + q * _inner_z2(alpha, beta)
     phi = _phi(activation)
     return _activation_expect(activation, lambda u: np.square(phi(u)), q)
@@ -508,7 +506,7 @@ def _root(f: Callable[[float], float], low: float, high: float) -> float:
     flow, fhigh = f(low), f(high)
     if flow * fhigh >= 0.0:
         return low if abs(flow) <= abs(fhigh) else high
-    root = optimize.brentq(f, low, high, xtol=1e-300, rtol=4 * np.finfo(float).eps)
+    root = brentq(f, low, high, xtol=1e-300, rtol=4 * np.finfo(float).eps)
     return float(root)
 
 
@@ -712,7 +710,7 @@ def c_star(activation: ActivationFn, sigma_w2: float, sigma_b2: float) -> float:
         below = 1.0 - 0.1 * (1.0 - below)
         if below >= 1.0 - 1e-12:
             return 1.0  # chi_1 barely above 1: c* indistinguishable from 1
-    return float(optimize.brentq(gap, 0.0, below, xtol=1e-14))
+    return float(brentq(gap, 0.0, below, xtol=1e-14))
 
 
 @functools.lru_cache(maxsize=1024)  # pure in hashable arguments; searches are costly
@@ -814,7 +812,7 @@ def _edge_candidates(activation: ActivationFn, sigma_b2: float) -> list[float]:
 
     for i, j in itertools.pairwise(signed):
         if gap[i] * gap[j] < 0.0:
-            log_q = optimize.brentq(excess, math.log(_EDGE_Q[i]), math.log(_EDGE_Q[j]), xtol=1e-14)
+            log_q = brentq(excess, math.log(_EDGE_Q[i]), math.log(_EDGE_Q[j]), xtol=1e-14)
             candidates.append(edge_of_chaos(activation, math.exp(float(log_q)))[0])
     return candidates
 
@@ -921,8 +919,8 @@ def nearest_to_critical(
         ends.append(inside)
     log_sigma = logs[best]
     if ends[1] > ends[0]:
-        found = optimize.minimize_scalar(distance, bounds=(ends[0], ends[1]), method="bounded")
-        candidates = [(values[best], logs[best]), (float(found.fun), float(found.x))]
+        found_x, found_fun = minimize_bounded(distance, ends[0], ends[1])
+        candidates = [(values[best], logs[best]), (found_fun, found_x)]
         candidates += [(distance(end), end) for end in ends]
         log_sigma = min(candidates)[1]
     sigma_w2 = min(max(math.exp(log_sigma), low), high)  # exp(log(x)) may round past x
