@@ -247,7 +247,7 @@ def _truncated_gaussian(
     p_lo, p_hi = float(ndtr(lo)), float(ndtr(hi))
     u *= p_hi - p_lo
     u += p_lo
-    z: NDArray[np.float64] = ndtri(u, out=u)
+    z = ndtri(u, out=u)
     z *= -std if mirror else std
     z += mean
     np.clip(z, a, b, out=z)

@@ -212,7 +212,7 @@ def expit(x: ArrayLike, out: FloatArray | None = None) -> FloatArray:
     with np.errstate(under="ignore"):  # exp(-800) = 0 is the right answer
         np.exp(den, out=den)
         den += 1.0
-        res = np.minimum(a, 0.0, out=np.empty_like(a) if out is None else out)
+        res: FloatArray = np.minimum(a, 0.0, out=np.empty_like(a) if out is None else out)
         np.exp(res, out=res)
     res /= den
     return res
