@@ -80,6 +80,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_advice.py
 	$(BIN)/python benchmarks/bench_render.py
 	$(BIN)/python benchmarks/bench_cache.py
+	$(BIN)/python benchmarks/bench_special.py
 
 clean:
 	rm -rf $(VENV) openapi/lint/node_modules .mypy_cache .pytest_cache .ruff_cache
