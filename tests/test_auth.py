@@ -185,7 +185,7 @@ def test_a_token_is_compared_with_every_key(
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(auth.hmac, "compare_digest", compare)
+    monkeypatch.setattr(hmac, "compare_digest", compare)
     for token in ("key-0", "key-4", "nope"):
         compared.clear()
         try:
@@ -459,3 +459,44 @@ def test_without_keys_the_document_says_a_key_is_optional(settings: Settings) ->
         assert auth.SCHEME in document["components"]["securitySchemes"]
         security = {op: s for op, s in _security(document).items() if s}
         assert security == {f"POST {path}": [{auth.SCHEME: []}, {}] for path in POSTS}
+
+
+# --- deploy/kubernetes ----------------------------------------------------------------------
+
+
+def test_the_deployment_reads_keys_from_an_optional_secret() -> None:
+    from tests.test_deploy import load
+
+    pod = load("Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    keys_file = Path(env["INITSCOPE_API_KEYS_FILE"])
+    (mount,) = (m for m in container["volumeMounts"] if m["name"] == "api-keys")
+    assert mount["readOnly"] is True
+    assert keys_file.parent == Path(mount["mountPath"])
+    (volume,) = (v for v in pod["volumes"] if v["name"] == "api-keys")
+    assert volume["secret"]["optional"] is True  # deploys without the Secret
+    assert volume["secret"]["defaultMode"] & 0o004  # readable by uid 10001
+    # without the Secret the file is absent: the settings still load, with no key
+    assert Settings(workers=1, api_keys_file=keys_file).bearer_keys == ()
+
+
+def test_the_network_policy_admits_named_namespaces_and_prometheus_to_the_pods() -> None:
+    from tests.test_deploy import load
+
+    policy = load("NetworkPolicy")["spec"]
+    deployment = load("Deployment")
+    assert policy["podSelector"] == deployment["spec"]["selector"]
+    assert policy["policyTypes"] == ["Ingress"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    ports = {port["name"] for port in container["ports"]}
+    selectors = []
+    for rule in policy["ingress"]:
+        assert {port["port"] for port in rule["ports"]} <= ports
+        (peer,) = rule["from"]
+        assert list(peer) == ["namespaceSelector"]  # whole namespaces, by label, nothing else
+        selectors.append(peer["namespaceSelector"]["matchLabels"])
+    assert selectors == [
+        {"initscope.dev/client": "true"},
+        {"kubernetes.io/metadata.name": "monitoring"},
+    ]

@@ -29,7 +29,7 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal, NoReturn, Protocol
 
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.responses import JSONResponse
@@ -136,7 +136,7 @@ class Gate:
             self._refused("invalid")
         return Caller(found)
 
-    def _refused(self, reason: Literal["missing", "invalid"]) -> None:
+    def _refused(self, reason: Literal["missing", "invalid"]) -> NoReturn:
         if self._observer is not None:
             self._observer.unauthorized(reason)
         raise Unauthorized(reason)
