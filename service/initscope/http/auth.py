@@ -78,8 +78,8 @@ class TooManyRequests(InitscopeError):
 
     def __init__(self, limit: int, retry_after: int) -> None:
         super().__init__(
-            f"this API key already has {limit} requests in flight, its share of the pool; "
-            f"retry in {retry_after} s"
+            f"this API key already has {limit} request{'s' * (limit != 1)} in flight, its "
+            f"share of the pool; retry in {retry_after} s"
         )
         self.retry_after = retry_after
 
