@@ -385,6 +385,26 @@ def test_the_client_sends_its_key_and_retries_a_429(client: TestClient, app: Fas
     assert raised.value.status == 401
 
 
+def test_the_command_line_sends_api_key_or_initscope_api_key(
+    client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_cli import Run
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(SMALL))
+    argv = ["analyze", str(spec), "--url", "http://initscope", "--retries", "0"]
+    monkeypatch.delenv("INITSCOPE_API_KEY", raising=False)
+    refused = Run(argv, terminal=False, transport=AppTransport(client))
+    assert refused.status == 3  # the service refused
+    assert "401" in refused.err.getvalue()
+    given = Run([*argv, "--api-key", BETA], terminal=False, transport=AppTransport(client))
+    assert given.status == 0, given.err.getvalue()
+    monkeypatch.setenv("INITSCOPE_API_KEY", ALPHA)
+    from_env = Run(argv, terminal=False, transport=AppTransport(client))
+    assert from_env.status == 0, from_env.err.getvalue()
+    assert from_env.json() == given.json() | {"meta": from_env.json()["meta"]}
+
+
 # --- logs, metrics, OpenAPI -----------------------------------------------------------------
 
 
