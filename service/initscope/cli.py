@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -365,7 +366,13 @@ def _json(value: Any) -> str:
 
 
 def _client(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> client.Client:
-    return client.Client(args.url, timeout=args.timeout, retries=args.retries, transport=transport)
+    return client.Client(
+        args.url,
+        timeout=args.timeout,
+        retries=args.retries,
+        transport=transport,
+        api_key=args.api_key,
+    )
 
 
 def _emit(args: argparse.Namespace, streams: Streams, kind: str, answer: Any) -> int:
@@ -485,6 +492,12 @@ def parser() -> argparse.ArgumentParser:
     )
     remote.add_argument(
         "--retries", type=int, default=3, help="retries of a 503 with Retry-After (3)"
+    )
+    remote.add_argument(
+        "--api-key",
+        default=os.environ.get("INITSCOPE_API_KEY"),
+        help="the service's API key, sent as Authorization: Bearer (default: INITSCOPE_API_KEY;"
+        " the variable keeps it out of the process list)",
     )
     remote.add_argument("--json", action="store_true", help="print JSON even on a terminal")
 

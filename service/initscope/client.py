@@ -20,7 +20,9 @@ models, or bytes for a figure (``format="png"`` or ``"svg"``)::
 A 503 carrying ``Retry-After`` (the service is overloaded or shutting down) is retried up to
 ``retries`` times, waiting the larger of ``Retry-After`` and an exponential backoff, plus up
 to ``jitter`` of it, capped at ``max_delay`` seconds (:class:`RetryPolicy`); a 503 without it
-(the worker died) is not. Every failure is one of these exceptions:
+(the worker died) is not. A 429 with ``Retry-After`` (this API key holds its share of the
+service) is retried the same way. ``api_key`` is sent as ``Authorization: Bearer <key>`` on
+every request. Every failure is one of these exceptions:
 
 ClientError
 ├── TransportError        no HTTP answer: connection refused or reset, bad URL, protocol error
@@ -32,7 +34,8 @@ ClientError
     ├── Unavailable       503: overloaded, shutting down, or its worker died; retry_after
     └── DeadlineExceeded  504: the computation ran out of time
 
-Any other error status (400, 404, 413, 415, 507, 500, ...) is a :class:`ProblemError` itself.
+Any other error status (400, 401, 404, 413, 415, 429, 507, 500, ...) is a :class:`ProblemError`
+itself.
 
 Error bodies are read as ``application/problem+json`` when the service says so, and in the
 older FastAPI shape (``{"detail": "..."}`` or ``{"detail": [{loc, msg, type}, ...]}``)
@@ -259,7 +262,7 @@ class Health:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """When and how long to wait before resending after a 503 with ``Retry-After``.
+    """When and how long to wait before resending after a 503 (or 429) with ``Retry-After``.
 
     The wait before retry ``n`` (0-based) is ``max(Retry-After, backoff * 2**n)``, times
     ``1 + jitter * U(0, 1)``, capped at ``max_delay``; a 503 without ``Retry-After`` (the worker
@@ -273,7 +276,7 @@ class RetryPolicy:
     rng: random.Random = field(default_factory=random.Random, compare=False)
 
     def delay(self, response: httpx.Response, attempt: int) -> float | None:
-        if response.status_code != 503 or attempt >= self.retries:
+        if response.status_code not in (429, 503) or attempt >= self.retries:
             return None
         wait = retry_after(response)
         if wait is None:
@@ -368,6 +371,11 @@ class _Base:
 # --- the clients -----------------------------------------------------------------------------
 
 
+def _auth(api_key: str | None) -> dict[str, str]:
+    """``api_key``: the service's API key (``INITSCOPE_API_KEYS``), sent on every request."""
+    return {"authorization": f"Bearer {api_key}"} if api_key else {}
+
+
 class Client(_Base):
     """Blocking client. ``transport`` replaces the network (``httpx.MockTransport``, tests)."""
 
@@ -382,10 +390,13 @@ class Client(_Base):
         rng: random.Random | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        api_key: str | None = None,
     ) -> None:
         super().__init__(base_url, timeout, retries, max_delay, jitter, rng)
         self._sleep = sleep
-        self._http = httpx.Client(base_url=base_url, timeout=self.timeout, transport=transport)
+        self._http = httpx.Client(
+            base_url=base_url, timeout=self.timeout, transport=transport, headers=_auth(api_key)
+        )
 
     def __enter__(self) -> Client:
         return self
@@ -547,10 +558,13 @@ class AsyncClient(_Base):
         rng: random.Random | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        api_key: str | None = None,
     ) -> None:
         super().__init__(base_url, timeout, retries, max_delay, jitter, rng)
         self._sleep = sleep
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=self.timeout, transport=transport)
+        self._http = httpx.AsyncClient(
+            base_url=base_url, timeout=self.timeout, transport=transport, headers=_auth(api_key)
+        )
 
     async def __aenter__(self) -> AsyncClient:
         return self

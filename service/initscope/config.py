@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -20,6 +22,21 @@ MiB = 2**20
 WORKER_BASELINE_BYTES = 512 * MiB
 # Default room above the request budget: the baseline, a figure, the pickled result.
 WORKER_HEADROOM_BYTES = 1024 * MiB
+
+
+# RFC 6750 section 2.1: what an ``Authorization: Bearer`` credential may hold.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_TOKEN_CHARACTERS = "RFC 6750: A-Z a-z 0-9 - . _ ~ + / and trailing ="
+
+
+def _split_keys(value: object) -> object:
+    """``INITSCOPE_API_KEYS`` is comma-separated; blanks and surrounding whitespace go."""
+    if isinstance(value, str):
+        return tuple(key.strip() for key in value.split(",") if key.strip())
+    return value
+
+
+ApiKeys = Annotated[tuple[SecretStr, ...], NoDecode, BeforeValidator(_split_keys)]
 
 
 def _usable_cpus() -> int:
@@ -46,7 +63,10 @@ class Settings(BaseSettings):
     ``workers * worker_memory_bytes`` should fit in the machine's (or container's) memory.
     """
 
-    model_config = SettingsConfigDict(env_prefix="INITSCOPE_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused setting is named, its value (maybe an API key) not echoed.
+    model_config = SettingsConfigDict(
+        env_prefix="INITSCOPE_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     host: str = "0.0.0.0"
     port: PositiveInt = 8000
@@ -77,6 +97,12 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_json: bool = True
 
+    # --- who may call (initscope.http.auth) ---
+    api_keys: ApiKeys = ()
+    api_keys_file: Path | None = None
+    key_share: Annotated[float, Field(gt=0, le=1)] = 0.5
+    # --- end of who may call ---
+
     @model_validator(mode="after")
     def _budget_fits_under_the_cap(self) -> Settings:
         if self.worker_memory_limit < self.memory_budget_bytes + WORKER_BASELINE_BYTES:
@@ -86,6 +112,51 @@ class Settings(BaseSettings):
                 f"{WORKER_BASELINE_BYTES / MiB:.0f} MiB, a worker's own footprint"
             )
         return self
+
+    @model_validator(mode="after")
+    def _keys_are_bearer_tokens(self) -> Settings:
+        if self.api_keys_file is not None:
+            _ = self.bearer_keys  # read now: an unreadable file stops the server from starting
+        for i, key in enumerate(self.api_keys):
+            if not _B64TOKEN.fullmatch(key.get_secret_value()):
+                raise ValueError(
+                    f"INITSCOPE_API_KEYS: key {i + 1} holds a character an Authorization: "
+                    f"Bearer token cannot carry ({_TOKEN_CHARACTERS})"
+                )
+        return self
+
+    @property
+    def bearer_keys(self) -> tuple[str, ...]:
+        """The API keys: ``api_keys`` and the lines of ``api_keys_file``; () turns auth off.
+
+        A file that does not exist adds none (a Kubernetes Secret volume marked optional is an
+        empty folder while the Secret is missing); one that exists but cannot be read, or
+        holds no key, is an error, so the server does not start.
+        """
+        keys = [key.get_secret_value() for key in self.api_keys]
+        path = self.api_keys_file
+        if path is not None and path.exists():
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"INITSCOPE_API_KEYS_FILE: cannot read {path}: {exc}") from None
+            lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1)]
+            for n, key in lines:
+                if key and not _B64TOKEN.fullmatch(key):
+                    raise ValueError(
+                        f"INITSCOPE_API_KEYS_FILE: line {n} of {path} holds a character an "
+                        f"Authorization: Bearer token cannot carry ({_TOKEN_CHARACTERS})"
+                    )
+            if not any(key for _, key in lines):
+                raise ValueError(f"INITSCOPE_API_KEYS_FILE: {path} holds no key")
+            keys += [key for _, key in lines if key]
+        return tuple(dict.fromkeys(keys))
+
+    @property
+    def key_limit(self) -> int:
+        """Requests one API key may have in flight: its share of what the pool admits at once
+        (running and queued), at least one."""
+        return max(1, int(self.key_share * (self.in_flight_limit + self.queue_limit)))
 
     @property
     def threads_per_worker(self) -> int:

@@ -27,12 +27,14 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    GetCoreSchemaHandler,
     Tag,
     TypeAdapter,
     ValidationError,
     model_validator,
 )
 from pydantic.config import JsonDict
+from pydantic_core import CoreSchema, PydanticKnownError, core_schema
 
 from initscope.config import Settings
 from initscope.engine.activations import Activation
@@ -95,12 +97,59 @@ def _describe_object_defaults(schema: JsonDict) -> None:
             prop["description"] = f"{description} {text}" if description else text
 
 
+def _an_integer(value: Any) -> Any:
+    """A JSON number, not ``true`` nor ``"1"``; ``2.0`` stays an integer (as in JSON Schema)."""
+    if isinstance(value, bool | str | bytes):
+        raise PydanticKnownError("int_type")
+    return value
+
+
+def _numbers_only(node: Any, handler: GetCoreSchemaHandler, seen: set[int]) -> None:
+    """Make every ``float`` schema under ``node`` strict (a number: an int or a float, not a
+    bool nor a string; checked in pydantic-core, so a megabyte of inline data costs no Python
+    call per value) and put :func:`_an_integer` before every ``int`` schema (strict would
+    refuse ``2.0``), in place: in the model's own fields, its unions, lists and the option
+    dataclasses it holds, followed through definition references. The JSON Schema is
+    unchanged (a before-validator shows its inner schema)."""
+    if isinstance(node, list):
+        for item in node:
+            _numbers_only(item, handler, seen)
+        return
+    if not isinstance(node, dict) or id(node) in seen:
+        return
+    seen.add(id(node))
+    kind = node.get("type")
+    if kind == "definition-ref":
+        _numbers_only(handler.resolve_ref_schema(cast(CoreSchema, node)), handler, seen)
+    elif kind == "float":
+        node["strict"] = True
+    elif kind == "int":
+        inner = dict(node)
+        node.clear()
+        node.update(core_schema.no_info_before_validator_function(_an_integer, inner))
+    elif kind != "function-before" or node["function"]["function"] is not _an_integer:
+        for value in node.values():
+            _numbers_only(value, handler, seen)
+
+
 class Strict(BaseModel):
-    """A request model: unknown fields are refused, so a typo like ``sigma_W`` is an error."""
+    """A request model: unknown fields are refused, so a typo like ``sigma_W`` is an error, and
+    where the schema says number or integer only a JSON number is: pydantic's lax mode would
+    read ``true`` as 1 and ``"0.5"`` as 0.5 (schemathesis ST201). Strict mode would also refuse
+    ``2.0`` for an integer, which JSON Schema calls an integer, so integers get a
+    before-validator instead (:func:`_numbers_only`)."""
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, json_schema_extra=_describe_object_defaults
     )
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: type[BaseModel], handler: GetCoreSchemaHandler, /
+    ) -> CoreSchema:
+        schema = handler(source)
+        _numbers_only(schema, handler, set())
+        return schema
 
 
 class Out(BaseModel):

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from initscope import __version__, catalogue
 from initscope.config import Settings, get_settings
-from initscope.http import cache, docs, logs, media, metrics, problems
+from initscope.http import auth, cache, docs, logs, media, metrics, problems
 from initscope.http.media import Representation
 from initscope.jobs import FigureFormat, FigureOptions
 from initscope.operations import OPERATIONS, Operation
@@ -285,8 +285,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             methods=["POST"],
             operation_id=operation.name,
             response_model=operation.response,
-            responses=_FIGURE_RESPONSES,
-            dependencies=[Depends(media.json_body)],
+            responses={**_FIGURE_RESPONSES, **auth.responses()},
+            # auth first: a caller without a key learns nothing about the body (401, then 415)
+            dependencies=[Depends(auth.admitted), Depends(media.json_body)],
             summary=operation.summary,
             description=DESCRIPTIONS[operation.name],
             tags=["analysis"],
@@ -328,5 +329,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app, settings.max_body_bytes)
     docs.install(app, settings)
     metrics.install(app)  # the runner's observer is app.state.metrics
+    auth.install(app, settings, observer=app.state.metrics)
     logs.install(app)  # after metrics: its middleware is the outer one
     return app

@@ -56,13 +56,29 @@ def _state_limits(schemas: dict[str, Any], settings: Settings) -> None:
     rows["maxItems"] = settings.max_inline_rows
 
 
+def _optional_without_keys(paths: dict[str, Any], settings: Settings) -> None:
+    """Without API keys the computing operations need none: each lists the anonymous
+    requirement ``{}`` beside the bearer scheme (OpenAPI 3.1, Security Requirement Object), so
+    the document is true of the deployment that serves it; Swagger UI's Authorize button
+    works either way."""
+    if settings.bearer_keys:
+        return
+    for item in paths.values():
+        for operation in item.values():
+            if isinstance(operation, dict) and operation.get("security"):
+                operation["security"] = [*operation["security"], {}]
+
+
 def install(app: FastAPI, settings: Settings) -> None:
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = generate()
-            document["security"] = []  # said outright: no operation needs credentials
+            # Said outright: by default no credentials; the computing operations each say what
+            # they need (initscope.http.auth).
+            document["security"] = []
+            _optional_without_keys(document["paths"], settings)
             problem = ProblemDetails.model_json_schema(
                 ref_template="#/components/schemas/{model}", mode="serialization"
             )

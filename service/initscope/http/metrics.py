@@ -8,7 +8,11 @@ Series, all prefixed ``initscope_``:
   ``pool_restarts_total`` by reason, fed by the runner through :class:`Metrics`, which is the
   runner's observer (``RunnerObserver`` in ``initscope.runner``);
 - ``runner_in_flight``, ``runner_queued``, ``cache_requests_total`` by result, ``cache_entries``
-  and ``cache_bytes``, read from ``app.state`` at scrape time.
+  and ``cache_bytes``, read from ``app.state`` at scrape time;
+- ``key_requests_total`` by key and ``key_rejections_total`` by key and reason (``share``: the
+  key held its share of the pool), ``unauthorized_total`` by reason (``missing``,
+  ``invalid``), fed by :class:`initscope.http.auth.Gate`; a key is its hashed id
+  (:func:`initscope.http.auth.key_id`), never the key, and only configured keys are labels.
 
 ``/metrics`` is left out of the OpenAPI document: it is for the scraper, in a format that
 Prometheus defines and JSON Schema cannot describe, not part of the API clients code against.
@@ -116,6 +120,28 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        # --- per API key (initscope.http.auth) ---
+        self.key_requests = Counter(
+            "initscope_key_requests",
+            "Requests admitted per API key (hashed id: SHA-256, first 12 hex digits).",
+            ["key"],
+            registry=self.registry,
+        )
+        self.key_rejections = Counter(
+            "initscope_key_rejections",
+            "Requests refused with 429 per API key (hashed id): the key held its share.",
+            ["key", "reason"],
+            registry=self.registry,
+        )
+        self.unauthorized_requests = Counter(
+            "initscope_unauthorized",
+            "Requests refused with 401: no API key (missing) or a wrong one (invalid).",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in ("missing", "invalid"):
+            self.unauthorized_requests.labels(reason)
+        # --- end per API key ---
         for reason in REJECTIONS:
             self.rejections.labels(reason)
         for reason in RESTARTS:
@@ -131,6 +157,21 @@ class Metrics:
 
     def pool_restarted(self, reason: str) -> None:
         self.pool_restarts.labels(reason).inc()
+
+    # KeyObserver (initscope.http.auth)
+    def keys_configured(self, keys: list[str]) -> None:
+        for key in keys:
+            self.key_requests.labels(key)
+            self.key_rejections.labels(key, "share")
+
+    def key_request(self, key: str) -> None:
+        self.key_requests.labels(key).inc()
+
+    def key_rejected(self, key: str, reason: str) -> None:
+        self.key_rejections.labels(key, reason).inc()
+
+    def unauthorized(self, reason: str) -> None:
+        self.unauthorized_requests.labels(reason).inc()
 
 
 class HttpMetricsMiddleware:
