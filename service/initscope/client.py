@@ -93,6 +93,7 @@ __all__ = [
     "Unavailable",
     "merge_search",
     "merge_sweep",
+    "split",
 ]
 
 Figure = Literal["png", "svg"]
