@@ -641,6 +641,24 @@ class Client(_Base):
         args = self._post_args("/train", request, format, width, height, dpi)
         return _result(self._send(**args), TrainResponse, format)
 
+    @overload
+    def search(
+        self,
+        request: SearchRequest | Mapping[str, Any],
+        *,
+        format: Literal["json"] = ...,
+        parts: int = ...,
+    ) -> SearchResponse: ...
+    @overload
+    def search(
+        self,
+        request: SearchRequest | Mapping[str, Any],
+        *,
+        format: Figure,
+        width: int | None = ...,
+        height: int | None = ...,
+        dpi: int | None = ...,
+    ) -> bytes: ...
     def search(
         self,
         request: SearchRequest | Mapping[str, Any],
@@ -832,6 +850,24 @@ class AsyncClient(_Base):
         args = self._post_args("/train", request, format, width, height, dpi)
         return _result(await self._send(**args), TrainResponse, format)
 
+    @overload
+    async def search(
+        self,
+        request: SearchRequest | Mapping[str, Any],
+        *,
+        format: Literal["json"] = ...,
+        parts: int = ...,
+    ) -> SearchResponse: ...
+    @overload
+    async def search(
+        self,
+        request: SearchRequest | Mapping[str, Any],
+        *,
+        format: Figure,
+        width: int | None = ...,
+        height: int | None = ...,
+        dpi: int | None = ...,
+    ) -> bytes: ...
     async def search(
         self,
         request: SearchRequest | Mapping[str, Any],
