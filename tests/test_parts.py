@@ -10,6 +10,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
@@ -144,7 +145,7 @@ def test_a_part_has_no_figure(client: TestClient) -> None:
         ic.Client("http://initscope").sweep(SWEEP_THEORY, format="png", parts=2)  # type: ignore[call-overload]
 
 
-def test_cli_parts_in_process_merge_into_the_whole(tmp_path: Any) -> None:
+def test_cli_parts_in_process_merge_into_the_whole(tmp_path: Path) -> None:
     spec = tmp_path / "sweep.json"
     spec.write_text(json.dumps(SWEEP_THEORY))
     outputs = []
@@ -216,7 +217,7 @@ def posts(url: str, route: str) -> float:
 def test_one_server_answers_the_parts_and_they_merge_into_its_whole(servers: list[str]) -> None:
     with ic.Client(servers[0], timeout=120) as service:
         whole_sweep = service.sweep(SWEEP_BOTH)
-        for k in (2, 4):
+        for k in (2, 3):  # at most one worker's slot and queue at once
             same(service.sweep(SWEEP_BOTH, parts=k), whole_sweep)
         whole_search = service.search(SEARCH)
         assert isinstance(whole_search, SearchResponse)
@@ -244,8 +245,8 @@ def test_two_servers_share_the_parts_through_a_round_robin(servers: list[str]) -
     async def split_async() -> tuple[SweepResponse, SearchResponse]:
         transport = AsyncRoundRobin(servers)
         async with ic.AsyncClient("http://initscope", timeout=120, transport=transport) as spread:
-            sweep = await spread.sweep(SWEEP_THEORY, parts=5)
-            search = await spread.search(SEARCH, parts=5)
+            sweep = await spread.sweep(SWEEP_THEORY, parts=4)
+            search = await spread.search(SEARCH, parts=4)
             assert isinstance(search, SearchResponse)
             return sweep, search
 
@@ -253,5 +254,6 @@ def test_two_servers_share_the_parts_through_a_round_robin(servers: list[str]) -
     same(sweep, whole_sweep)
     same(search, whole_search)
     final = [posts(url, "/sweep") + posts(url, "/search") for url in servers]
-    # 5 + 5 parts alternate over the two replicas: 5 each (cached answers count too)
-    assert [b - a for a, b in zip(after, final, strict=True)] == [5.0, 5.0]
+    # 4 + 4 parts alternate over the two replicas: 4 each, 2 at a time (within one worker's
+    # slot and queue, so no 503 is retried elsewhere)
+    assert [b - a for a, b in zip(after, final, strict=True)] == [4.0, 4.0]
