@@ -71,7 +71,7 @@ def sequential_search(job: SearchJob) -> SearchResult:
     xs, ys = job.x.draw(rng, job.trials), job.y.draw(rng, job.trials)
     data = dataset(job.base)
     trials = []
-    for x, y in zip(xs, ys, strict=True):
+    for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
         last = fit(with_value(with_value(job.base, job.x.param, x), job.y.param, y), data)
         end = last.history[-1]
         trials.append(
@@ -83,6 +83,7 @@ def sequential_search(job: SearchJob) -> SearchResult:
                 end.train_accuracy,
                 end.train_loss,
                 last.diverged,
+                i,
             )
         )
     median = float(np.median([t.val_accuracy for t in trials]))

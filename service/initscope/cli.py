@@ -410,24 +410,48 @@ def compute(
     sizing = {"width": args.width, "height": args.height, "dpi": args.dpi}
     if args.format == "json" and any(v is not None for v in sizing.values()):
         raise InputError("--width, --height and --dpi size a figure: give --format png or svg")
+    parts: int = getattr(args, "parts", 1)
+    if parts != 1 and args.format != "json":
+        raise InputError("--parts answers JSON: a figure needs the unsplit request")
     if args.url is None:
         figure = None
         if args.format != "json":
             figure = FigureOptions(args.format, args.width, args.height, args.dpi or 100)
         # a worker's BLAS threads: float32 products round differently with another count
         with threadpool_limits(limits=Settings().threads_per_worker):
-            answer = compute_here(kind, body, figure, streams.err)
+            if parts == 1:
+                answer = compute_here(kind, body, figure, streams.err)
+            else:  # one part after another here, merged: what --url's replicas would answer
+                answers = [compute_here(kind, b, None, streams.err) for b in _split(body, parts)]
+                answer = MERGE[kind](answers)
     else:
         with (
             _client(args, transport) as service,
             progress(streams.err, f"waiting for {args.url}", None),
         ):
             call = getattr(service, kind)
-            if args.format == "json":
+            if parts != 1:
+                answer = call(body, parts=parts)
+            elif args.format == "json":
                 answer = call(body)
             else:
                 answer = call(body, format=args.format, **sizing)
     return _emit(args, streams, kind, answer)
+
+
+MERGE: dict[str, Callable[[Any], Any]] = {
+    "sweep": client.merge_sweep,
+    "search": client.merge_search,
+}
+
+
+def _split(body: Any, parts: int) -> list[dict[str, Any]]:
+    if not isinstance(body, dict):
+        raise InputError("the request body must be a JSON object")
+    try:
+        return client.split(body, parts)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
 
 
 def list_catalogue(
@@ -519,6 +543,17 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--width", type=_positive, help="figure width, px")
         command.add_argument("--height", type=_positive, help="figure height, px")
         command.add_argument("--dpi", type=_positive, help="figure resolution (100)")
+        if kind in MERGE:
+            share = "row" if kind == "sweep" else "trial"
+            command.add_argument(
+                "--parts",
+                type=_positive,
+                default=1,
+                metavar="K",
+                help=f"split the job into K requests (each every K-th {share}) sent at once "
+                "to --url, whose replicas share it, and merge their JSON into the unsplit "
+                "answer; without --url the parts run one after another here (1)",
+            )
 
     listing = commands.add_parser("list", parents=[remote], help="the catalogue")
     listing.add_argument("what", choices=("initializers", "activations"))

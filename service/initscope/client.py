@@ -25,6 +25,7 @@ service) is retried the same way. ``api_key`` is sent as ``Authorization: Bearer
 every request. Every failure is one of these exceptions:
 
 ClientError
+├── MergeError            the answers of a split job's parts do not make one job's answer
 ├── TransportError        no HTTP answer: connection refused or reset, bad URL, protocol error
 │   └── Timeout           no answer within ``timeout`` seconds
 └── ProblemError          the service answered 4xx/5xx; the RFC 9457 fields type, title,
@@ -40,6 +41,13 @@ itself.
 Error bodies are read as ``application/problem+json`` when the service says so, and in the
 older FastAPI shape (``{"detail": "..."}`` or ``{"detail": [{loc, msg, type}, ...]}``)
 otherwise.
+
+**A job split over replicas.** ``sweep(..., parts=k)`` and ``search(..., parts=k)`` send k
+requests at once, each with ``part = {"index": i, "count": k}`` (rows i, i + k, ... of the grid;
+trials i, i + k, ... of the draws), so that behind a Kubernetes Service k replicas compute one
+job; :func:`merge_sweep` and :func:`merge_search` join the answers into exactly the unsplit
+answer (for a search, ``elapsed_ms`` is the trials' compute time summed, as unsplit). JSON only:
+a figure needs the unsplit request.
 """
 
 from __future__ import annotations
@@ -50,12 +58,14 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, Literal, TypeVar, overload
 
 import httpx2 as httpx
+import numpy as np
 from pydantic import BaseModel, TypeAdapter
 
 from initscope.schemas import (
@@ -78,11 +88,15 @@ __all__ = [
     "FieldProblem",
     "Health",
     "InvalidRequest",
+    "MergeError",
     "NotAcceptable",
     "ProblemError",
     "Timeout",
     "TransportError",
     "Unavailable",
+    "merge_search",
+    "merge_sweep",
+    "split",
 ]
 
 Figure = Literal["png", "svg"]
@@ -104,6 +118,11 @@ _ACTIVATIONS = TypeAdapter(list[ActivationInfo])
 
 class ClientError(Exception):
     """Base of every error this client raises."""
+
+
+class MergeError(ClientError):
+    """The parts' answers are not the parts of one job: different requests, a part missing or
+    given twice, or an answer that is not a part."""
 
 
 class TransportError(ClientError):
@@ -368,6 +387,103 @@ class _Base:
         }
 
 
+# --- a job split into parts ------------------------------------------------------------------
+
+Parted = TypeVar("Parted", SweepResponse, SearchResponse)
+
+
+def split(request: Body, parts: int) -> list[dict[str, Any]]:
+    """The bodies of the ``parts`` requests that share ``request``'s job."""
+    if parts < 1:
+        raise ValueError(f"parts must be >= 1, got {parts}")
+    body = _body(request)
+    if body.get("part") is not None:
+        raise ValueError("the request already names a part: give parts=1, or drop its part")
+    return [{**body, "part": {"index": i, "count": parts}} for i in range(parts)]
+
+
+def _in_order(answers: Sequence[Parted], what: str) -> tuple[list[Parted], int]:
+    """The answers by part index, checked to be every part of one request; the number of
+    rows or trials they share."""
+    if not answers:
+        raise MergeError("no answers to merge")
+    found = []
+    for i, answer in enumerate(answers):
+        if answer.part is None:
+            raise MergeError(f"answer {i} is a whole job's, not a part's")
+        found.append(answer.part)
+    if len({p.request for p in found}) > 1:
+        raise MergeError("the parts answer different requests (their part.request differ)")
+    count = found[0].count
+    indices = sorted(p.index for p in found)
+    if any(p.count != count for p in found) or indices != list(range(count)):
+        raise MergeError(
+            f"need parts 0 to {count - 1} once each, got indices {indices} of counts "
+            f"{sorted({p.count for p in found})}"
+        )
+    ordered = sorted(answers, key=lambda a: a.part.index if a.part else 0)
+    total = max((i for p in found for i in p.holds), default=-1) + 1
+    for answer in ordered:
+        assert answer.part is not None
+        if answer.part.holds != list(range(answer.part.index, total, count)):
+            raise MergeError(f"part {answer.part.index} holds {what} {answer.part.holds}")
+    return ordered, total
+
+
+def merge_sweep(answers: Sequence[SweepResponse]) -> SweepResponse:
+    """The answer of the unsplit sweep from its parts' answers, in any order: each row from the
+    part holding it, the edge of chaos from part 0 (which holds row 0)."""
+    ordered, total = _in_order(answers, "rows")
+    if total != len(ordered[0].y.values):
+        raise MergeError(f"the parts hold {total} rows of {len(ordered[0].y.values)}")
+    rows: dict[int, tuple[list[float | str | None] | None, ...]] = {}
+    for answer in ordered:
+        assert answer.part is not None
+        for k, i in enumerate(answer.part.holds):
+            rows[i] = tuple(g[k] if g else None for g in (answer.simulation, answer.theory))
+
+    def grid(which: int) -> list[list[float | str | None]] | None:
+        cells = [rows[i][which] for i in range(total)]
+        return None if any(row is None for row in cells) else [row or [] for row in cells]
+
+    first = ordered[0]
+    return SweepResponse.model_validate(
+        {
+            **first.model_dump(exclude={"simulation", "theory", "part"}),
+            "simulation": grid(0),
+            "theory": grid(1),
+            "part": None,
+        }
+    )
+
+
+def merge_search(answers: Sequence[SearchResponse]) -> SearchResponse:
+    """The answer of the unsplit search from its parts' answers, in any order: every trial
+    ranked by validation accuracy, then lower validation loss, then the order of the draws
+    (as the service ranks), the median over all trials, ``elapsed_ms`` summed."""
+    ordered, _ = _in_order(answers, "trials")
+    trials = [t for answer in ordered for t in answer.trials]
+    ranked = sorted(
+        trials,
+        key=lambda t: (-t.val_accuracy, math.inf if t.val_loss is None else t.val_loss, t.index),
+    )
+    first = ordered[0]
+    return SearchResponse.model_validate(
+        {
+            **first.model_dump(exclude={"trials", "part"}),
+            "trials": [{**t.model_dump(), "rank": r} for r, t in enumerate(ranked, start=1)],
+            "median_val_accuracy": float(np.median([t.val_accuracy for t in trials])),
+            "elapsed_ms": round(sum(answer.elapsed_ms for answer in ordered), 3),
+            "part": None,
+        }
+    )
+
+
+def _parts_format(parts: int, format: Format) -> None:
+    if parts != 1 and format != "json":
+        raise ValueError("a job split into parts is answered as JSON: a figure needs parts=1")
+
+
 # --- the clients -----------------------------------------------------------------------------
 
 
@@ -422,6 +538,16 @@ class Client(_Base):
                 return response
             self._sleep(wait)
             attempt += 1
+
+    def _parts(self, path: str, request: Body, parts: int, model: type[Parted]) -> list[Parted]:
+        """The parts of ``request``'s job, sent at once (a thread each), answered."""
+
+        def send(body: dict[str, Any]) -> httpx.Response:
+            return self._send(**self._post_args(path, body, "json", None, None, None))
+
+        with ThreadPoolExecutor(max_workers=parts) as threads:
+            answers = list(threads.map(send, split(request, parts)))
+        return [model.model_validate_json(_checked(answer).content) for answer in answers]
 
     @overload
     def analyze(
@@ -479,7 +605,11 @@ class Client(_Base):
 
     @overload
     def sweep(
-        self, request: SweepRequest | Mapping[str, Any], *, format: Literal["json"] = ...
+        self,
+        request: SweepRequest | Mapping[str, Any],
+        *,
+        format: Literal["json"] = ...,
+        parts: int = ...,
     ) -> SweepResponse: ...
     @overload
     def sweep(
@@ -499,8 +629,13 @@ class Client(_Base):
         width: int | None = None,
         height: int | None = None,
         dpi: int | None = None,
+        parts: int = 1,
     ) -> SweepResponse | bytes:
-        """``POST /sweep``: the metric over the grid, or the heatmap."""
+        """``POST /sweep``: the metric over the grid, or the heatmap. ``parts=k`` sends k
+        requests at once, each computing every k-th row, and merges their JSON."""
+        _parts_format(parts, format)
+        if parts != 1:
+            return merge_sweep(self._parts("/sweep", request, parts, SweepResponse))
         args = self._post_args("/sweep", request, format, width, height, dpi)
         return _result(self._send(**args), SweepResponse, format)
 
@@ -517,6 +652,24 @@ class Client(_Base):
         args = self._post_args("/train", request, format, width, height, dpi)
         return _result(self._send(**args), TrainResponse, format)
 
+    @overload
+    def search(
+        self,
+        request: SearchRequest | Mapping[str, Any],
+        *,
+        format: Literal["json"] = ...,
+        parts: int = ...,
+    ) -> SearchResponse: ...
+    @overload
+    def search(
+        self,
+        request: SearchRequest | Mapping[str, Any],
+        *,
+        format: Figure,
+        width: int | None = ...,
+        height: int | None = ...,
+        dpi: int | None = ...,
+    ) -> bytes: ...
     def search(
         self,
         request: SearchRequest | Mapping[str, Any],
@@ -525,8 +678,13 @@ class Client(_Base):
         width: int | None = None,
         height: int | None = None,
         dpi: int | None = None,
+        parts: int = 1,
     ) -> SearchResponse | bytes:
-        """``POST /search``: the ranked trials, or their scatter plot."""
+        """``POST /search``: the ranked trials, or their scatter plot. ``parts=k`` sends k
+        requests at once, each training every k-th trial, and merges their JSON."""
+        _parts_format(parts, format)
+        if parts != 1:
+            return merge_search(self._parts("/search", request, parts, SearchResponse))
         args = self._post_args("/search", request, format, width, height, dpi)
         return _result(self._send(**args), SearchResponse, format)
 
@@ -591,6 +749,18 @@ class AsyncClient(_Base):
             await self._sleep(wait)
             attempt += 1
 
+    async def _parts(
+        self, path: str, request: Body, parts: int, model: type[Parted]
+    ) -> list[Parted]:
+        """The parts of ``request``'s job, sent at once, answered."""
+        answers = await asyncio.gather(
+            *(
+                self._send(**self._post_args(path, body, "json", None, None, None))
+                for body in split(request, parts)
+            )
+        )
+        return [model.model_validate_json(_checked(answer).content) for answer in answers]
+
     @overload
     async def analyze(
         self, request: AnalyzeRequest | Mapping[str, Any], *, format: Literal["json"] = ...
@@ -647,7 +817,11 @@ class AsyncClient(_Base):
 
     @overload
     async def sweep(
-        self, request: SweepRequest | Mapping[str, Any], *, format: Literal["json"] = ...
+        self,
+        request: SweepRequest | Mapping[str, Any],
+        *,
+        format: Literal["json"] = ...,
+        parts: int = ...,
     ) -> SweepResponse: ...
     @overload
     async def sweep(
@@ -667,8 +841,13 @@ class AsyncClient(_Base):
         width: int | None = None,
         height: int | None = None,
         dpi: int | None = None,
+        parts: int = 1,
     ) -> SweepResponse | bytes:
-        """``POST /sweep``: the metric over the grid, or the heatmap."""
+        """``POST /sweep``: the metric over the grid, or the heatmap. ``parts=k`` sends k
+        requests at once, each computing every k-th row, and merges their JSON."""
+        _parts_format(parts, format)
+        if parts != 1:
+            return merge_sweep(await self._parts("/sweep", request, parts, SweepResponse))
         args = self._post_args("/sweep", request, format, width, height, dpi)
         return _result(await self._send(**args), SweepResponse, format)
 
@@ -685,6 +864,24 @@ class AsyncClient(_Base):
         args = self._post_args("/train", request, format, width, height, dpi)
         return _result(await self._send(**args), TrainResponse, format)
 
+    @overload
+    async def search(
+        self,
+        request: SearchRequest | Mapping[str, Any],
+        *,
+        format: Literal["json"] = ...,
+        parts: int = ...,
+    ) -> SearchResponse: ...
+    @overload
+    async def search(
+        self,
+        request: SearchRequest | Mapping[str, Any],
+        *,
+        format: Figure,
+        width: int | None = ...,
+        height: int | None = ...,
+        dpi: int | None = ...,
+    ) -> bytes: ...
     async def search(
         self,
         request: SearchRequest | Mapping[str, Any],
@@ -693,8 +890,13 @@ class AsyncClient(_Base):
         width: int | None = None,
         height: int | None = None,
         dpi: int | None = None,
+        parts: int = 1,
     ) -> SearchResponse | bytes:
-        """``POST /search``: the ranked trials, or their scatter plot."""
+        """``POST /search``: the ranked trials, or their scatter plot. ``parts=k`` sends k
+        requests at once, each training every k-th trial, and merges their JSON."""
+        _parts_format(parts, format)
+        if parts != 1:
+            return merge_search(await self._parts("/search", request, parts, SearchResponse))
         args = self._post_args("/search", request, format, width, height, dpi)
         return _result(await self._send(**args), SearchResponse, format)
 

@@ -28,6 +28,7 @@ from initscope.engine.sweep import (
     run_sweep_row,
     sweep_rows,
 )
+from initscope.errors import NotAcceptable
 from initscope.figures import (
     render_analysis,
     render_comparison,
@@ -114,6 +115,26 @@ def _one(name: str) -> Callable[[Any, Settings], list[tuple[str, Any]]]:
     return lambda request, settings: [(name, request.job(settings))]
 
 
+def _whole(part: object) -> None:
+    if part is not None:
+        raise NotAcceptable(
+            "a part of a split job (the request's part) is answered as JSON only: merge the "
+            "parts' JSON, or send the whole request for the figure"
+        )
+
+
+def render_sweep_whole(result: SweepResult, options: FigureOptions) -> bytes:
+    """The heatmap of a whole sweep; a part's answer has no figure (406)."""
+    _whole(result.job.part)
+    return render_sweep(result, options)
+
+
+def render_search_whole(result: SearchResult, options: FigureOptions) -> bytes:
+    """The scatter plot of a whole search; a part's answer has no figure (406)."""
+    _whole(result.part)
+    return render_search(result, options)
+
+
 ANALYZE = Operation[AnalyzeRequest, AnalysisJob, Analysis, Analysis](
     name="analyze",
     summary="Analyse a network's initialisation",
@@ -147,7 +168,7 @@ SWEEP = Operation[SweepRequest, SweepRow, RowResult, SweepResult](
     compute=run_sweep_row,
     combine=join_rows,
     to_json=SweepResponse.from_result,
-    render=render_sweep,
+    render=render_sweep_whole,
     progress="sweeping rows",
 )
 TRAIN = Operation[TrainRequest, TrainJob, TrainResult, TrainComparison](
@@ -171,7 +192,7 @@ SEARCH = Operation[SearchRequest, SearchTrial, TrialResult, SearchResult](
     compute=run_trial,
     combine=rank_trials,
     to_json=SearchResponse.from_result,
-    render=render_search,
+    render=render_search_whole,
     progress="trials",
 )
 

@@ -9,6 +9,7 @@ dataclasses of the domain modules, validated here by pydantic; names may stand f
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
@@ -18,7 +19,7 @@ from pydantic import Field, model_validator
 from initscope.config import Settings
 from initscope.engine.activations import ACTIVATIONS, Activation
 from initscope.engine.initializers import BIAS_INITS, WEIGHT_INITS, BiasInit, WeightInit
-from initscope.engine.sweep import Metric, Source, SweepJob, SweepParam, SweepResult
+from initscope.engine.sweep import Metric, Part, Source, SweepJob, SweepParam, SweepResult
 from initscope.errors import FieldError, InvalidRequest
 from initscope.jobs import (
     AnalysisJob,
@@ -574,6 +575,65 @@ class CompareResponse(Out):
         )
 
 
+# --- parts of a job split by the client -------------------------------------------------------
+
+
+class PartIn(Strict):
+    """Part ``index`` of ``count``: the request computes rows (of a sweep's y values) or trials
+    (of a search, in the order of the draws) ``index``, ``index + count``, ``index + 2 count``,
+    ...; ``initscope.parts`` merges the ``count`` answers into the unsplit answer."""
+
+    index: Annotated[int, Field(ge=0, le=199)]
+    count: Annotated[int, Field(ge=1, le=200)]
+
+    @model_validator(mode="after")
+    def _index_below_count(self) -> PartIn:
+        if self.index >= self.count:
+            raise ValueError(f"part.index must be < part.count, got {self.index} and {self.count}")
+        return self
+
+
+PART_FIELD = Field(
+    default=None,
+    description="null (the whole job), or {index, count}: this request computes only rows "
+    "(/sweep: of y.values) or trials (/search: in the order of the draws) index, index + count, "
+    "...; the client sends the count parts to different replicas and merges the answers into "
+    "exactly the unsplit one (Client.sweep(..., parts=k), initscope sweep --parts k).",
+)
+
+
+class PartOut(Out):
+    index: int
+    count: int
+    request: str = Field(
+        description="SHA-256 of the request without its part: equal in every part of one job."
+    )
+    holds: list[int] = Field(
+        description="The rows (indices into y.values) or trials (in the order of the draws) "
+        "this part computed."
+    )
+
+
+def part_of(
+    request: Strict, part: PartIn | None, total: int, what: str
+) -> tuple[Part | None, list[FieldError]]:
+    """The job's :class:`Part` (the request's digest without ``part``), or the 422's error when
+    there are more parts than ``what`` (rows, trials) to share."""
+    if part is None:
+        return None, []
+    if part.count > total:
+        message = f"part.count must be at most the number of {what} ({total}), got {part.count}"
+        return None, [FieldError(("body", "part", "count"), message, "less_than_equal", part.count)]
+    digest = hashlib.sha256(request.model_dump_json(exclude={"part"}).encode()).hexdigest()
+    return Part(part.index, part.count, digest), []
+
+
+def part_out(part: Part | None, holds: Sequence[int]) -> PartOut | None:
+    if part is None:
+        return None
+    return PartOut(index=part.index, count=part.count, request=part.request, holds=list(holds))
+
+
 # --- sweeps ------------------------------------------------------------------------------------
 
 
@@ -617,6 +677,7 @@ class SweepRequest(Strict):
         "verdict (the simulated diagnosis' verdict; theory gives the phase).",
     )
     source: Source = "both"
+    part: PartIn | None = PART_FIELD
 
     @model_validator(mode="after")
     def _distinct_axes(self) -> SweepRequest:
@@ -634,6 +695,8 @@ class SweepRequest(Strict):
         errors += at_most(("depth",), self.depth, settings.max_layers, "depth")
         errors += at_most(("width",), self.width, settings.max_units, "width")
         errors += at_most(("samples",), self.samples, settings.max_samples, "samples")
+        part, part_errors = part_of(self, self.part, len(self.y.values), "rows (y.values)")
+        errors += part_errors
         if errors:
             raise InvalidRequest(errors)
         job = SweepJob(
@@ -650,6 +713,7 @@ class SweepRequest(Strict):
             y_values=tuple(self.y.values),
             metric=self.metric,
             source=self.source,
+            part=part,
         )
         cost = Cost(
             macs=job.macs,
@@ -674,6 +738,10 @@ class CriticalPoint(Out):
 
 
 class SweepResponse(Out):
+    """The whole grid; or, for a request with a ``part``, the rows it holds (``part.holds``,
+    in order) and the edge of chaos only in the part holding row 0 (``critical_curve`` null and
+    ``critical_note`` "" in the others)."""
+
     activation: str
     metric: str
     source: str
@@ -687,6 +755,9 @@ class SweepResponse(Out):
         description="The edge of chaos chi_1(q*) = 1, when the axes are sigma_w2/std and sigma_b2."
     )
     critical_note: str
+    part: PartOut | None = Field(
+        default=None, description="The part of a split sweep this answer holds (null: all)."
+    )
 
     @classmethod
     def from_result(cls, result: SweepResult) -> SweepResponse:
@@ -703,6 +774,7 @@ class SweepResponse(Out):
             if result.critical
             else None,
             critical_note=result.critical_note,
+            part=part_out(job.part, job.rows),
         )
 
 

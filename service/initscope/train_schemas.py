@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from initscope.config import Settings
+from initscope.engine.sweep import held
 from initscope.errors import FieldError, InvalidRequest
 from initscope.jobs import DType, Thresholds
 from initscope.limits import (
@@ -28,6 +29,7 @@ from initscope.schema_base import (
     Strict,
     variant_networks,
 )
+from initscope.schemas import PART_FIELD, PartIn, PartOut, part_of, part_out
 from initscope.training.datasets import InlineTask, Spirals, Task
 from initscope.training.loop import Claim, TrainComparison, TrainJob, TrainResult
 from initscope.training.optimizers import Optimizer, Sgd
@@ -303,6 +305,7 @@ class SearchRequest(Training):
     x: SearchAxisIn = SearchAxisIn(param="learning_rate", low=1e-3, high=1.0)
     y: SearchAxisIn = SearchAxisIn(param="weight_decay", low=1e-8, high=1e-1)
     trials: Annotated[int, Field(ge=2, le=200)] = 20
+    part: PartIn | None = PART_FIELD
 
     @model_validator(mode="after")
     def _axes(self) -> SearchRequest:
@@ -314,20 +317,26 @@ class SearchRequest(Training):
 
     def job(self, settings: Settings) -> SearchJob:
         base = train_job(self, self.network, settings, ("network",))
+        part, errors = part_of(self, self.part, self.trials, "trials")
+        if errors:
+            raise InvalidRequest(errors)
         job = SearchJob(
             base=base,
             x=SearchAxis(self.x.param, self.x.low, self.x.high, self.x.log),
             y=SearchAxis(self.y.param, self.y.low, self.y.high, self.y.log),
             trials=self.trials,
+            part=part,
         )
-        check_budget(
-            training_cost(self.trials * base.fit_cost, base.peak_bytes()), settings, ("body",)
-        )
+        share = len(held(self.trials, part))
+        check_budget(training_cost(share * base.fit_cost, base.peak_bytes()), settings, ("body",))
         return job
 
 
 class TrialOut(Out):
     rank: int
+    index: int = Field(
+        description="The trial's place in the order of the draws, from 0 (ties in rank keep it)."
+    )
     x: float
     y: float
     val_accuracy: float
@@ -338,11 +347,17 @@ class TrialOut(Out):
 
 
 class SearchResponse(Out):
+    """Every trial, best first; or, for a request with a ``part``, the trials it holds
+    (``part.holds``), ranked among themselves, and their median."""
+
     x_param: str
     y_param: str
     trials: list[TrialOut] = Field(description="Best validation accuracy first.")
     median_val_accuracy: float
-    elapsed_ms: float
+    elapsed_ms: float = Field(description="The trials' compute time, summed.")
+    part: PartOut | None = Field(
+        default=None, description="The part of a split search this answer holds (null: all)."
+    )
 
     @classmethod
     def from_result(cls, result: SearchResult) -> SearchResponse:
@@ -355,6 +370,7 @@ class SearchResponse(Out):
             ],
             median_val_accuracy=result.median_val_accuracy,
             elapsed_ms=result.elapsed_ms,
+            part=part_out(result.part, sorted(t.index for t in result.trials)),
         )
 
 

@@ -32,6 +32,21 @@ Source = Literal["simulation", "theory", "both"]
 
 
 @dataclass(frozen=True)
+class Part:
+    """Part ``index`` of ``count`` of a job split by the client; ``request`` names the whole
+    request (a digest of it without its part), so parts of different jobs are not merged."""
+
+    index: int
+    count: int
+    request: str
+
+
+def held(total: int, part: Part | None) -> tuple[int, ...]:
+    """The indices (of rows, trials) ``part`` holds: ``index``, ``index + count``, ..."""
+    return tuple(range(total)) if part is None else tuple(range(part.index, total, part.count))
+
+
+@dataclass(frozen=True)
 class Cell:
     """One network of the grid, in the user's units and in mean-field units."""
 
@@ -56,6 +71,13 @@ class SweepJob:
     y_values: tuple[float, ...]
     metric: Metric
     source: Source
+    part: Part | None = None  # (index, count, request digest): rows index, index + count, ...
+
+    @property
+    def rows(self) -> tuple[int, ...]:
+        """The rows this job computes: all of them, or its part's share, strided so that the
+        parts differ by at most one row and share rows of growing cost (y = depth or width)."""
+        return held(len(self.y_values), self.part)
 
     def cell(self, x: float, y: float) -> Cell:
         values: dict[str, float] = {
@@ -81,10 +103,11 @@ class SweepJob:
         """Multiply-adds of the simulated cells (0 when only theory is asked for)."""
         if self.source == "theory":
             return 0
+        cells = self.cells()
         return sum(
             self.samples * cell.depth * cell.width * cell.width
-            for row in self.cells()
-            for cell in row
+            for i in self.rows
+            for cell in cells[i]
         )
 
 
@@ -94,7 +117,7 @@ class SweepResult:
     simulation: tuple[tuple[Value, ...], ...] | None  # [y][x]
     theory: tuple[tuple[Value, ...], ...] | None
     critical: tuple[tuple[float, float], ...] | None  # (sigma_w2, sigma_b2) on chi_1 = 1
-    critical_note: str
+    critical_note: str  # "" in a part without row 0 (that part draws the curve)
 
 
 def cell_job(job: SweepJob, cell: Cell) -> AnalysisJob:
@@ -200,8 +223,8 @@ class RowResult:
 
 
 def sweep_rows(job: SweepJob) -> list[tuple[str, SweepRow]]:
-    """The grid as one job per row, in order."""
-    return [(f"row {i}", SweepRow(job, i)) for i in range(len(job.y_values))]
+    """The grid (or the job's part of it) as one job per row, in order."""
+    return [(f"row {i}", SweepRow(job, i)) for i in job.rows]
 
 
 @applies_policy
@@ -217,11 +240,12 @@ def run_sweep_row(part: SweepRow) -> RowResult:
 
 
 def join_rows(parts: Sequence[tuple[str, RowResult]]) -> SweepResult:
-    """The rows' results, in order, as the whole sweep's."""
+    """The rows' results, in order, as the whole sweep's (or its part's: the rows it holds,
+    and the edge of chaos only if row 0 is among them)."""
     rows = [result for _, result in parts]
     job = rows[0].row.job
-    assert [r.row.index for r in rows] == list(range(len(job.y_values)))
-    curve = rows[0].curve
+    assert tuple(r.row.index for r in rows) == job.rows
+    curve = rows[0].curve if rows[0].row.index == 0 else (None, "")
     assert curve is not None
     sim = None if job.source == "theory" else tuple(r.simulation or () for r in rows)
     pred = None if job.source == "simulation" else tuple(r.theory or () for r in rows)

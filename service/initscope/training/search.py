@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 
 from initscope.engine.floating import applies_policy
+from initscope.engine.sweep import Part, held
 from initscope.training.loop import TrainJob, dataset, fit
 from initscope.training.optimizers import Momentum
 
@@ -40,6 +41,7 @@ class SearchJob:
     x: SearchAxis
     y: SearchAxis
     trials: int
+    part: Part | None = None  # trials index, index + count, ... of the one stream's draws
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Trial:
     train_accuracy: float
     train_loss: float | None
     diverged: bool
+    index: int  # in the order of the draws: ties in rank keep it
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,9 @@ class SearchResult:
     x_param: str
     y_param: str
     trials: tuple[Trial, ...]  # best validation accuracy first (then lower validation loss)
-    median_val_accuracy: float
+    median_val_accuracy: float  # over the trials held (a part's own)
     elapsed_ms: float
+    part: Part | None = None
 
 
 def with_value(job: TrainJob, param: SearchParam, value: float) -> TrainJob:
@@ -96,13 +100,11 @@ class TrialResult:
 
 def search_trials(job: SearchJob) -> list[tuple[str, SearchTrial]]:
     """Every trial's draws, made here in sequence from the search's one stream (so each trial
-    is the same whichever worker runs it, and whenever)."""
+    is the same whichever worker, or replica for a part, runs it, and whenever); the trials
+    the job holds (all, or its part's)."""
     rng = np.random.default_rng(np.random.SeedSequence((job.base.seed, _TAG)))
     xs, ys = job.x.draw(rng, job.trials), job.y.draw(rng, job.trials)
-    return [
-        (f"trial {i}", SearchTrial(job, i, x, y))
-        for i, (x, y) in enumerate(zip(xs, ys, strict=True))
-    ]
+    return [(f"trial {i}", SearchTrial(job, i, xs[i], ys[i])) for i in held(job.trials, job.part)]
 
 
 @applies_policy
@@ -121,6 +123,7 @@ def run_trial(part: SearchTrial) -> TrialResult:
         end.train_accuracy,
         end.train_loss,
         last.diverged,
+        part.index,
     )
     return TrialResult(part, trial, (time.perf_counter() - start) * 1e3)
 
@@ -128,8 +131,8 @@ def run_trial(part: SearchTrial) -> TrialResult:
 def rank_trials(parts: Sequence[tuple[str, TrialResult]]) -> SearchResult:
     """The trials' results, best first; ``elapsed_ms`` is the trials' compute time summed."""
     results = [result for _, result in parts]
-    assert [r.part.index for r in results] == list(range(len(results)))
     job = results[0].part.search
+    assert tuple(r.part.index for r in results) == held(job.trials, job.part)
     trials = [r.trial for r in results]
     median = float(np.median([t.val_accuracy for t in trials]))
     ranked = sorted(  # stable: ties keep the order of the draws
@@ -137,7 +140,7 @@ def rank_trials(parts: Sequence[tuple[str, TrialResult]]) -> SearchResult:
         key=lambda t: (-t.val_accuracy, math.inf if t.val_loss is None else t.val_loss),
     )
     elapsed = round(sum(r.elapsed_ms for r in results), 3)
-    return SearchResult(job.x.param, job.y.param, tuple(ranked), median, elapsed)
+    return SearchResult(job.x.param, job.y.param, tuple(ranked), median, elapsed, job.part)
 
 
 @applies_policy
