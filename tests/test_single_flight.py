@@ -20,6 +20,7 @@ from initscope.config import Settings
 from initscope.errors import DeadlineExceeded, FieldError, InvalidRequest
 from initscope.http.api import create_app
 from initscope.http.cache import ResponseCache
+from prometheus_client.parser import text_string_to_metric_families
 
 SMALL: dict[str, Any] = {
     "network": {"input_dim": 8, "depth": 2, "width": 8, "activation": "tanh", "init": "he_normal"},
@@ -84,7 +85,7 @@ def run(test: Coroutine[Any, Any, None]) -> None:
 def test_four_identical_requests_compute_once(settings: Settings) -> None:
     async def main() -> None:
         runner = GatedRunner()
-        async with serving(settings, runner) as (_, cache, post):
+        async with serving(settings, runner) as (app, cache, post):
             leader = asyncio.create_task(post())
             await until(lambda: runner.calls == ["analyze"])
             waiters = [asyncio.create_task(post()) for _ in range(3)]
@@ -107,6 +108,14 @@ def test_four_identical_requests_compute_once(settings: Settings) -> None:
             assert cache.flights == {}
             assert (await post()).content == first.content  # stored: a hit
             assert cache.hits == 1
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                families = text_string_to_metric_families((await client.get("/metrics")).text)
+            (family,) = (f for f in families if f.name == "initscope_cache_requests")
+            counts = {
+                s.labels["result"]: s.value for s in family.samples if s.name.endswith("_total")
+            }
+            assert counts == {"hit": 1, "miss": 2, "not_modified": 0, "coalesced": 3}
 
     run(main())
 
