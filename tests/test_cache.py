@@ -111,7 +111,7 @@ def test_repeat_request_is_served_without_recomputation(
         assert response.headers["etag"] == tag
         assert response.headers["cache-control"] == "public, max-age=86400"
         assert response.headers["vary"] == "Accept"
-    assert cache_counts(fresh) == {"hit": 1, "miss": 1, "not_modified": 0}
+    assert cache_counts(fresh) == {"hit": 1, "miss": 1, "not_modified": 0, "coalesced": 0}
 
 
 def test_json_body_is_what_the_response_model_gives(fresh: TestClient) -> None:
@@ -184,7 +184,7 @@ def test_if_none_match_is_304_without_work_even_in_another_app(
         stale = client.post("/analyze", json=SMALL, headers={"if-none-match": '"abc"'})
         assert stale.status_code == 200
         assert other_runner.calls == ["analyze"]
-        assert cache_counts(client) == {"hit": 0, "miss": 1, "not_modified": 4}
+        assert cache_counts(client) == {"hit": 0, "miss": 1, "not_modified": 4, "coalesced": 0}
 
 
 def test_if_none_match_still_validates_the_request(fresh: TestClient) -> None:
@@ -230,7 +230,7 @@ def test_app_evicts_the_least_recently_used(app: FastAPI, fresh: TestClient) -> 
         assert fresh.post("/analyze", json={**SMALL, "seed": seed}).status_code == 200
     assert app.state.runner.calls == ["analyze"] * 3
     assert len(app.state.cache) == 1
-    assert cache_counts(fresh) == {"hit": 0, "miss": 3, "not_modified": 0}
+    assert cache_counts(fresh) == {"hit": 0, "miss": 3, "not_modified": 0, "coalesced": 0}
 
 
 def stored(size: int) -> Stored:

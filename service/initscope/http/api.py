@@ -98,12 +98,14 @@ NOT_READY: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _settings(request: Request) -> Settings:
+# async, although they do not wait: FastAPI runs a plain ``def`` dependency in its thread pool,
+# two thread hops per request for an attribute read.
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _runner(request: Request) -> Runner:
+async def _runner(request: Request) -> Runner:
     runner: Runner = request.app.state.runner
     return runner
 

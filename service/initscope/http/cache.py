@@ -10,10 +10,20 @@ The endpoints are POSTs, but safe ones (a computation, like the proposed HTTP QU
 a matching ``If-None-Match`` gets 304 as for a GET, not the 412 RFC 9110 prescribes for
 state-changing methods. ``Cache-Control: no-cache`` on a request skips the stored copy
 (the result is recomputed and stored again).
+
+Single flight: while a request computes a tag's response (the leader), identical requests
+(same tag) wait for it instead of computing and get its bytes and headers (``coalesced``); they
+hold no slot of the pool. When the leader fails they raise its exception (the same 4xx/5xx
+problem); when it is cancelled (client gone, server stopping) one of them leads instead. A
+``no-cache`` request never joins a computation in flight: it asks to see the result computed
+for it (``bench_cache.py`` and clients that distrust a stored copy send it), so it computes
+its own, while requests without the header may join it. Waiters share the leader's deadline,
+not their own: a leader that timed out answers its waiters 504 too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
@@ -50,25 +60,55 @@ class Stored:
     media_type: str
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A leader's response, as each of its waiters is answered: status, body, raw headers."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[bytes, bytes], ...]
+
+    @classmethod
+    def of(cls, response: Response) -> Answer:
+        return cls(response.status_code, bytes(response.body), tuple(response.raw_headers))
+
+    def response(self) -> Response:
+        response = Response(self.body, status_code=self.status)
+        response.raw_headers = list(self.headers)
+        return response
+
+
+# What a flight resolves to: the leader's answer, or None when it was cancelled (retry).
+Flight = asyncio.Future[Answer | None]
+
+
 class ResponseCache:
-    """Least-recently-used bodies, at most ``max_entries`` of them and ``max_bytes`` in all."""
+    """Least-recently-used bodies, at most ``max_entries`` of them and ``max_bytes`` in all,
+    and the computations in flight by tag."""
 
     def __init__(self, config: CacheConfig) -> None:
         self.config = config
         self._entries: OrderedDict[str, Stored] = OrderedDict()
+        self.flights: dict[str, Flight] = {}
         self.size = 0  # bytes of the stored bodies
-        self.hits = self.misses = self.not_modified = self.evictions = 0
+        self.hits = self.misses = self.not_modified = self.evictions = self.coalesced = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: str) -> Stored | None:
+    def find(self, key: str) -> Stored | None:
+        """The stored body (now the most recently used), not counted as a lookup."""
         stored = self._entries.get(key)
+        if stored is not None:
+            self._entries.move_to_end(key)
+        return stored
+
+    def get(self, key: str) -> Stored | None:
+        stored = self.find(key)
         if stored is None:
             self.misses += 1
-            return None
-        self.hits += 1
-        self._entries.move_to_end(key)
+        else:
+            self.hits += 1
         return stored
 
     def put(self, key: str, stored: Stored) -> None:
@@ -117,7 +157,8 @@ async def respond(
     wanted: tuple[Representation, FigureOptions],
     compute: Callable[[], Awaitable[Response]],
 ) -> Response:
-    """304, the stored body, or ``compute()`` (stored when it is a 200), each with the tag."""
+    """304, the stored body, the answer of an identical request in flight, or ``compute()``
+    (stored when it is a 200), each with the tag."""
     cache: ResponseCache = request.app.state.cache
     route = getattr(request.scope.get("route"), "path", request.url.path)
     tag = etag(route, body, *wanted)
@@ -130,15 +171,60 @@ async def respond(
         cache.not_modified += 1
         return Response(status_code=304, headers=headers)
     no_cache = "no-cache" in request.headers.get("cache-control", "").lower()
-    if not no_cache and (stored := cache.get(tag)) is not None:
-        return Response(stored.body, media_type=stored.media_type, headers=headers)
-    if no_cache:
-        cache.misses += 1
-    response = await compute()
-    if response.status_code == 200:
-        response.headers.update(headers)
-        cache.put(tag, Stored(bytes(response.body), response.media_type or ""))
+    if not no_cache:
+        if (stored := cache.find(tag)) is not None:
+            cache.hits += 1
+            return Response(stored.body, media_type=stored.media_type, headers=headers)
+        if tag in cache.flights:
+            cache.coalesced += 1
+            while (flight := cache.flights.get(tag)) is not None:
+                # shielded: a waiter that goes away does not cancel the leader's flight
+                if (answer := await asyncio.shield(flight)) is not None:
+                    return answer.response()
+            # the leader was cancelled and no other waiter leads yet: this one does
+            return await _lead(cache, tag, headers, compute)
+    cache.misses += 1
+    return await _lead(cache, tag, headers, compute)
+
+
+async def _lead(
+    cache: ResponseCache,
+    tag: str,
+    headers: dict[str, str],
+    compute: Callable[[], Awaitable[Response]],
+) -> Response:
+    """``compute()``, its answer (or its exception) handed to the requests that wait for it;
+    a ``no-cache`` request that finds another in flight computes alone."""
+    flight: Flight | None = None
+    if tag not in cache.flights:
+        flight = asyncio.get_running_loop().create_future()
+        flight.add_done_callback(_retrieved)
+        cache.flights[tag] = flight
+    try:
+        response = await compute()
+        if response.status_code == 200:
+            response.headers.update(headers)
+            cache.put(tag, Stored(bytes(response.body), response.media_type or ""))
+    except Exception as exc:
+        if flight is not None:
+            flight.set_exception(exc)
+        raise
+    except BaseException:  # cancelled: a waiter computes instead
+        if flight is not None:
+            flight.set_result(None)
+        raise
+    finally:
+        if flight is not None and cache.flights.get(tag) is flight:
+            del cache.flights[tag]
+    if flight is not None:
+        flight.set_result(Answer.of(response))
     return response
+
+
+def _retrieved(flight: Flight) -> None:
+    """Marks a leader's exception as seen, so a flight nobody joined logs nothing."""
+    if not flight.cancelled():
+        flight.exception()
 
 
 def install(app: FastAPI, settings: Settings) -> ResponseCache:

@@ -63,13 +63,15 @@ class _StateCollector(Collector):
         if cache is not None:
             requests = CounterMetricFamily(
                 "initscope_cache_requests",
-                "Result-cache lookups: hit, miss, or not_modified (304 on a matching ETag).",
+                "Result-cache lookups: hit, miss (computed), not_modified (304 on a matching "
+                "ETag), or coalesced (waited for an identical request in flight).",
                 labels=["result"],
             )
             for result, count in (
                 ("hit", cache.hits),
                 ("miss", cache.misses),
                 ("not_modified", cache.not_modified),
+                ("coalesced", cache.coalesced),
             ):
                 requests.add_metric([result], count)
             yield requests
