@@ -64,8 +64,18 @@ class Settings(BaseSettings):
     max_body_bytes: PositiveInt = 8_388_608
 
     worker_memory_bytes: PositiveInt | None = None
-    max_in_flight: PositiveInt | None = None
-    max_queue: NonNegativeInt | None = None
+    # Admission (initscope.runner): a request is refused (503, Retry-After: the wait) when the
+    # work queued ahead of it in its lane, at the measured throughput over the lane's workers,
+    # would keep it waiting longer than max_wait_s.
+    max_wait_s: PositiveFloat = 2.0
+    # Worker processes beyond ``workers`` that only cheap work may take: requests whose
+    # multiply-adds (the budget's count) are below cheap_cost. 2e8 is 4x the book request
+    # (1000 x 5 x 100: 5e7; 256 x 3 x 64: ~3e6) and ~40 ms of one core; a recommending
+    # analysis counts its verification passes, so the book with "recommend" is not cheap.
+    cheap_workers: NonNegativeInt = 1
+    cheap_cost: PositiveInt = 200_000_000
+    # Only a memory safety net: requests held at once (running or waiting), both lanes.
+    max_admitted: PositiveInt = 256
     request_timeout_s: PositiveFloat = 30.0
     shutdown_timeout_s: PositiveFloat = 10.0
     retry_after_s: PositiveInt = 1
@@ -95,16 +105,6 @@ class Settings(BaseSettings):
     def worker_memory_limit(self) -> int:
         """RLIMIT_AS of each worker: given, or the request budget plus the default headroom."""
         return self.worker_memory_bytes or self.memory_budget_bytes + WORKER_HEADROOM_BYTES
-
-    @property
-    def in_flight_limit(self) -> int:
-        """Requests running at once: given, or one per worker."""
-        return self.max_in_flight or self.workers
-
-    @property
-    def queue_limit(self) -> int:
-        """Admitted requests waiting for a slot: given, or two per worker."""
-        return 2 * self.workers if self.max_queue is None else self.max_queue
 
 
 def get_settings() -> Settings:
