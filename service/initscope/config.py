@@ -42,7 +42,14 @@ class Settings(BaseSettings):
     server (at most ``max_in_flight`` requests hold the pool and ``max_queue`` wait; the rest
     get 503 at once). The memory budget is an estimate of one simulation's arrays; the cap
     must leave ``WORKER_BASELINE_BYTES`` above it for the interpreter and its libraries, and
-    ``workers * worker_memory_bytes`` should fit in the machine's (or container's) memory.
+    ``(workers + cheap_workers) * worker_memory_bytes`` should fit in the machine's (or
+    container's) memory.
+
+    Admission (``initscope.runner``): ``max_wait_s`` bounds the expected wait of an admitted
+    request (the work queued ahead in its lane at the measured throughput); ``cheap_workers``
+    processes beyond ``workers`` serve only requests whose cost is below ``cheap_cost``
+    multiply-adds; ``max_admitted`` caps the requests held at once, for memory only. The
+    pool has ``workers + cheap_workers`` processes.
     """
 
     model_config = SettingsConfigDict(env_prefix="INITSCOPE_", extra="ignore", frozen=True)
