@@ -188,9 +188,9 @@ def test_throughput_is_measured_from_finished_jobs() -> None:
         for _ in range(3):
             await runner.run(pid, cost=10**12)  # far more than a pid takes at the prior rate
         assert runner.throughput("pid") > prior
-        assert set(runner.throughputs()) == {"pid"}
+        assert set(runner.throughputs()) == {("pid", "regular")}
         await runner.run(pid)  # unknown cost: not measured
-        assert set(runner.throughputs()) == {"pid"}
+        assert set(runner.throughputs()) == {("pid", "regular")}
 
     _with_runner(_settings(max_wait_s=HOUR), test)
 
@@ -235,7 +235,8 @@ def test_lane_metrics_show_both_lanes_the_wait_and_the_rejections(release: Path)
         rejections = "initscope_rejections_total"
         assert value(samples, rejections, lane="regular", reason="expected_wait") == 1
         assert value(samples, rejections, lane="cheap", reason="expected_wait") == 0
-        assert value(after, "initscope_runner_throughput_macs_per_second", task="blocked") > 0
+        throughput = "initscope_runner_throughput_macs_per_second"
+        assert value(after, throughput, task="blocked", lane="regular") > 0
         assert value(after, "initscope_runner_expected_wait_seconds", lane="regular") == 0
 
     asyncio.run(main())

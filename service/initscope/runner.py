@@ -18,7 +18,7 @@ address space at ``Settings.worker_memory_limit``: work that outgrows it ends in
 
 Admission is per HTTP request (``admit``), by expected wait rather than by count. Every job
 carries its cost in multiply-adds (the budget's count, ``Operation.cost``), and the runner
-measures, per task, how many of them a worker gets through per second: an exponentially
+measures, per task and lane, how many of them a worker gets through per second: an exponentially
 weighted mean of the cost and of the seconds of finished jobs (weight ``EWMA_WEIGHT``),
 ``rate = mean cost / mean seconds`` (a ratio of sums, so a job's fixed overhead counts and big
 jobs weigh by their size), seeded with ``PRIOR_RATE`` as if one job of ``PRIOR_SECONDS`` had
@@ -219,7 +219,7 @@ class Runner:
         self._jobs = dict.fromkeys(LANES, 0)  # jobs waiting or running
         self._backlog = dict.fromkeys(LANES, 0.0)  # seconds of admitted work not yet done
         self._running: dict[asyncio.Task[Any], tuple[Lane, float, float]] = {}  # estimate, start
-        self._throughput: dict[str, _Throughput] = {}
+        self._throughput: dict[tuple[str, Lane], _Throughput] = {}
         self._draining = False
         self._aborted = False
         self._closed = False
@@ -247,13 +247,14 @@ class Runner:
             lane: (running[lane], self._waiting[lane], self.expected_wait(lane)) for lane in LANES
         }
 
-    def throughput(self, task: str) -> float:
-        """Measured multiply-adds per second of one worker for ``task`` (a function's name)."""
-        return self._throughput.get(task, _Throughput()).rate
+    def throughput(self, task: str, lane: Lane = "regular") -> float:
+        """Measured multiply-adds per second of one worker for ``task`` (a function's name) in
+        ``lane``: per lane, so that the fixed cost of small jobs does not blur big ones'."""
+        return self._throughput.get((task, lane), _Throughput()).rate
 
-    def throughputs(self) -> dict[str, float]:
-        """:meth:`throughput` of every task that has finished a job with a known cost."""
-        return {task: measured.rate for task, measured in self._throughput.items()}
+    def throughputs(self) -> dict[tuple[str, Lane], float]:
+        """:meth:`throughput` of every task and lane that has finished a job of known cost."""
+        return {key: measured.rate for key, measured in self._throughput.items()}
 
     def expected_wait(self, lane: Lane) -> float:
         """Seconds a new request of ``lane`` would wait: the lane's backlog (running jobs
@@ -296,7 +297,7 @@ class Runner:
         request.jobs.add(job)
         lane = request.lane
         estimate = (
-            0.0 if cost is None else min(cost / self.throughput(fn.__name__), request.backlog)
+            0.0 if cost is None else min(cost / self.throughput(fn.__name__, lane), request.backlog)
         )
         self._jobs[lane] += 1
         try:
@@ -308,7 +309,7 @@ class Runner:
             finally:
                 del self._running[job]
             if cost is not None:
-                measured = self._throughput.setdefault(fn.__name__, _Throughput())
+                measured = self._throughput.setdefault((fn.__name__, lane), _Throughput())
                 measured.add(cost, self._loop.time() - start)
             return result
         finally:
@@ -346,7 +347,7 @@ class Runner:
                 f"over the bound of {self._settings.max_wait_s:g} s",
             )
         timeout = self._settings.request_timeout_s
-        estimate = sum(cost / self.throughput(fn.__name__) for fn, cost in work or ())
+        estimate = sum(cost / self.throughput(fn.__name__, lane) for fn, cost in work or ())
         request = _Request(timeout, self._loop.time() + timeout, lane, estimate)
         self._backlog[lane] += estimate
         self._admitted += 1

@@ -9,7 +9,7 @@ Series, all prefixed ``initscope_``:
   runner's observer (``RunnerObserver`` in ``initscope.runner``);
 - ``runner_in_flight``, ``runner_queued``, per lane (``cheap``, ``regular``)
   ``runner_lane_in_flight``, ``runner_lane_queued`` and ``runner_expected_wait_seconds``, per
-  task ``runner_throughput_macs_per_second`` (one worker's measured rate),
+  task and lane ``runner_throughput_macs_per_second`` (one worker's measured rate),
   ``cache_requests_total`` by result, ``cache_entries`` and ``cache_bytes``, read from
   ``app.state`` at scrape time.
 
@@ -80,10 +80,10 @@ class _StateCollector(Collector):
             rates = GaugeMetricFamily(
                 "initscope_runner_throughput_macs_per_second",
                 "Multiply-adds per second of one worker, measured from finished jobs (EWMA).",
-                labels=["task"],
+                labels=["task", "lane"],
             )
-            for task, rate in sorted(throughputs().items()):
-                rates.add_metric([task], rate)
+            for (task, lane), rate in sorted(throughputs().items()):
+                rates.add_metric([task, lane], rate)
             yield rates
         cache = getattr(self._state, "cache", None)
         if cache is not None:
