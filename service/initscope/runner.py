@@ -40,7 +40,7 @@ core for its few tens of milliseconds, and the expensive jobs lose as much. A ch
 expected wait is its lane's backlog over the cheap-lane workers plus the regular workers that
 no regular job holds or waits for; an expensive request's is the regular backlog over
 ``workers``. Jobs wait for a worker in arrival order (the waiters wake in the order they
-began to wait), a cheap one possibly taking a regular worker first.
+began to wait); a cheap job takes an idle regular worker only while no regular job waits.
 """
 
 from __future__ import annotations
@@ -399,9 +399,13 @@ class Runner:
         self._changed = asyncio.Event()
 
     def _idle_worker(self, lane: Lane) -> _Worker | None:
-        """The last idle worker a job of ``lane`` may take: a regular one first; a cheap-lane
-        one only for a cheap job."""
-        lanes: tuple[Lane, ...] = ("regular", "cheap") if lane == "cheap" else ("regular",)
+        """The last idle worker a job of ``lane`` may take: a regular one first, but a cheap
+        job takes the cheap lane's first while regular jobs wait (so that a stream of cheap
+        jobs cannot hold the regular workers from them); a cheap-lane one only for a cheap
+        job."""
+        lanes: tuple[Lane, ...] = ("regular",)
+        if lane == "cheap":
+            lanes = ("cheap", "regular") if self._waiting["regular"] else ("regular", "cheap")
         for wanted in lanes:
             for i in range(len(self._idle) - 1, -1, -1):
                 if self._idle[i].lane == wanted:
