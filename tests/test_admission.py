@@ -132,6 +132,24 @@ def test_refused_only_past_the_expected_wait_with_that_wait_as_retry_after(
     assert recorder.rejections == [("expected_wait", "regular")]
 
 
+def test_a_free_worker_means_no_wait_however_much_work_runs(release: Path) -> None:
+    async def test(runner: Runner, recorder: Recorder) -> None:
+        rate = runner.throughput("blocked")
+        first = asyncio.create_task(runner.run(blocked, str(release), cost=int(10 * rate)))
+        await _until(lambda: runner.in_flight == 1)
+        assert runner.expected_wait("regular") == 0.0  # the second regular worker is free
+        second = asyncio.create_task(runner.run(blocked, str(release), cost=int(10 * rate)))
+        await _until(lambda: runner.in_flight == 2)
+        assert runner.expected_wait("regular") > 2.0  # both busy: 20 s of work over 2
+        with pytest.raises(Overloaded):
+            await runner.run(pid, cost=1_000_000_000)
+        release.touch()
+        assert len({await first, await second}) == 2
+
+    recorder = _with_runner(_settings(workers=2), test)
+    assert recorder.rejections == [("expected_wait", "regular")]
+
+
 def test_within_the_bound_requests_wait_instead_of_being_refused(release: Path) -> None:
     async def test(runner: Runner, recorder: Recorder) -> None:
         rate = runner.throughput("blocked")

@@ -18,17 +18,17 @@ address space at ``Settings.worker_memory_limit``: work that outgrows it ends in
 
 Admission is per HTTP request (``admit``), by expected wait rather than by count. Every job
 carries its cost in multiply-adds (the budget's count, ``Operation.cost``), and the runner
-measures, per task and lane, how many of them a worker gets through per second: an exponentially
-weighted mean of the cost and of the seconds of finished jobs (weight ``EWMA_WEIGHT``),
-``rate = mean cost / mean seconds`` (a ratio of sums, so a job's fixed overhead counts and big
-jobs weigh by their size), seeded with ``PRIOR_RATE`` as if one job of ``PRIOR_SECONDS`` had
-run. An admitted request adds its estimate ``sum(cost_i / rate(task_i))`` to its lane's
-backlog; each finished job takes its share off, and running jobs count only what is left of
-their estimate. A request is refused (``Overloaded``, 503) only when the backlog ahead of it in
-its lane, over the lane's workers, exceeds ``Settings.max_wait_s``; ``Retry-After`` is that
-expected wait, rounded up (at least 1 s). ``Settings.max_admitted`` is a memory safety net
-only (requests held at once). A request's deadline covers its wait and every job it runs;
-when it passes, the running worker is killed.
+measures, per task and lane, how many of them a worker gets through per second: an
+exponentially weighted mean of the cost and of the seconds of finished jobs (weight
+``EWMA_WEIGHT``), ``rate = mean cost / mean seconds`` (a ratio of sums, so a job's fixed
+overhead counts and big jobs weigh by their size), seeded with ``PRIOR_RATE`` as if one job of
+``PRIOR_SECONDS`` had run. An admitted request adds its estimate ``sum(cost_i / rate(task_i))``
+to its lane's backlog; each finished job takes its share off, and running jobs count only what
+is left of their estimate. A request is refused (``Overloaded``, 503) only when no worker of
+its lane is free and the backlog ahead of it, over the lane's workers, exceeds
+``Settings.max_wait_s``; ``Retry-After`` is that expected wait, rounded up (at least 1 s).
+``Settings.max_admitted`` is a memory safety net only (requests held at once). A request's
+deadline covers its wait and every job it runs; when it passes, the running worker is killed.
 
 Two lanes. A request whose total cost is below ``Settings.cheap_cost`` is cheap (the book's
 1000 x 5 x 100 is 5e7 multiply-adds, a 2048 x 10 x 1024 analysis 2.1e10). The pool has
@@ -217,6 +217,7 @@ class Runner:
         self._admitted = 0
         self._waiting = dict.fromkeys(LANES, 0)  # jobs waiting for a worker
         self._jobs = dict.fromkeys(LANES, 0)  # jobs waiting or running
+        self._held = dict.fromkeys(LANES, 0)  # requests admitted
         self._backlog = dict.fromkeys(LANES, 0.0)  # seconds of admitted work not yet done
         self._running: dict[asyncio.Task[Any], tuple[Lane, float, float]] = {}  # estimate, start
         self._throughput: dict[tuple[str, Lane], _Throughput] = {}
@@ -257,19 +258,24 @@ class Runner:
         return {key: measured.rate for key, measured in self._throughput.items()}
 
     def expected_wait(self, lane: Lane) -> float:
-        """Seconds a new request of ``lane`` would wait: the lane's backlog (running jobs
-        counted by what is left of their estimate) over the workers it can take."""
+        """Seconds a new request of ``lane`` would wait: none while one of the workers it can
+        take is free (fewer jobs or requests of its lane than those workers), else the lane's
+        backlog (running jobs counted by what is left of their estimate) over them."""
         now = self._loop.time()
         spent = dict.fromkeys(LANES, 0.0)
         for job_lane, estimate, start in self._running.values():
             spent[job_lane] += min(estimate, now - start)
         left = {name: max(self._backlog[name] - spent[name], 0.0) for name in LANES}
+        busy = {name: max(self._jobs[name], self._held[name]) for name in LANES}
         if lane == "regular":
-            return left["regular"] / self.workers
-        if self.cheap_workers == 0:  # no lane of its own: behind everything
-            return (left["cheap"] + left["regular"]) / self.workers
-        spare = max(self.workers - self._jobs["regular"], 0)
-        return left["cheap"] / (self.cheap_workers + spare)
+            workers, ahead, occupied = self.workers, left["regular"], busy["regular"]
+        elif self.cheap_workers == 0:  # no lane of its own: behind everything
+            workers = self.workers
+            ahead, occupied = left["cheap"] + left["regular"], busy["cheap"] + busy["regular"]
+        else:
+            workers = self.cheap_workers + max(self.workers - busy["regular"], 0)
+            ahead, occupied = left["cheap"], busy["cheap"]
+        return 0.0 if occupied < workers else ahead / workers
 
     @property
     def draining(self) -> bool:
@@ -351,6 +357,7 @@ class Runner:
         request = _Request(timeout, self._loop.time() + timeout, lane, estimate)
         self._backlog[lane] += estimate
         self._admitted += 1
+        self._held[lane] += 1
         token = _current.set(request)
         try:
             yield
@@ -361,6 +368,7 @@ class Runner:
             request.backlog = 0.0
             _current.reset(token)
             self._admitted -= 1
+            self._held[lane] -= 1
             if not self._admitted:  # no rounding residue survives an idle moment
                 self._backlog = dict.fromkeys(LANES, 0.0)
             self._notify()
