@@ -37,13 +37,13 @@ class Settings(BaseSettings):
     about 2.1e10) and little more: a few seconds on a 2-core machine.
 
     Resource consumption is bounded at three levels: a request's size (``max_*``, the compute
-    and memory budgets, checked before any work), the process (``worker_memory_bytes`` caps
-    each worker's address space, ``request_timeout_s`` kills work that runs too long), and the
-    server (at most ``max_in_flight`` requests hold the pool and ``max_queue`` wait; the rest
-    get 503 at once). The memory budget is an estimate of one simulation's arrays; the cap
-    must leave ``WORKER_BASELINE_BYTES`` above it for the interpreter and its libraries, and
-    ``(workers + cheap_workers) * worker_memory_bytes`` should fit in the machine's (or
-    container's) memory.
+    and memory budgets, checked before any work), the process (``worker_memory_bytes`` caps each
+    worker's address space, ``request_timeout_s`` kills work that runs too long), and the server
+    (a request that would wait longer than ``max_wait_s`` for the work ahead of it gets 503 at
+    once; at most ``max_admitted`` requests are held). The memory budget is an estimate of one
+    simulation's arrays; the cap must leave ``WORKER_BASELINE_BYTES`` above it for the
+    interpreter and its libraries, and ``(workers + cheap_workers) * worker_memory_bytes``
+    should fit in the machine's (or container's) memory.
 
     Admission (``initscope.runner``): ``max_wait_s`` bounds the expected wait of an admitted
     request (the work queued ahead in its lane at the measured throughput); ``cheap_workers``
