@@ -282,7 +282,7 @@ def test_settings_never_show_the_keys(settings: Settings) -> None:
 
 
 def test_the_share_is_a_fraction_of_what_the_pool_admits(settings: Settings) -> None:
-    admitted = settings.in_flight_limit + settings.queue_limit  # 2 + 4 with the test settings
+    admitted = 3 * settings.workers  # 6 with the test settings
     assert keyed(settings).key_limit == admitted // 2
     assert keyed(settings, key_share=1.0).key_limit == admitted
     assert keyed(settings, key_share=0.01).key_limit == 1

@@ -52,10 +52,10 @@ class CountingRunner:
         self.failures = failures
 
     @contextlib.asynccontextmanager
-    async def admit(self) -> AsyncIterator[None]:
+    async def admit(self, work: object = None) -> AsyncIterator[None]:
         yield
 
-    async def run(self, fn: Callable[..., Any], *args: object) -> Any:
+    async def run(self, fn: Callable[..., Any], *args: object, cost: int | None = None) -> Any:
         self.calls.append(fn.__name__)
         if self.failures:
             self.failures -= 1
@@ -309,7 +309,7 @@ class FullRunner(CountingRunner):
     """Every slot and the queue taken: admission refuses at once."""
 
     @contextlib.asynccontextmanager
-    async def admit(self) -> AsyncIterator[None]:
+    async def admit(self, work: object = None) -> AsyncIterator[None]:
         raise Overloaded(retry_after=1)
         yield  # pragma: no cover
 

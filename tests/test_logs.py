@@ -31,12 +31,12 @@ FIELDS = {"method", "path", "route", "status", "duration_ms", "request_id", "cli
 
 
 class FailingRunner:
-    async def run(self, fn: Callable[..., Any], *args: object) -> Any:
+    async def run(self, fn: Callable[..., Any], *args: object, cost: int | None = None) -> Any:
         raise RuntimeError("a bug")
 
 
 class LoggingRunner(CountingRunner):
-    async def run(self, fn: Callable[..., Any], *args: object) -> Any:
+    async def run(self, fn: Callable[..., Any], *args: object, cost: int | None = None) -> Any:
         logging.getLogger("initscope.runner").warning("running %s", fn.__name__)
         return await super().run(fn, *args)
 

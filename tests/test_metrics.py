@@ -87,15 +87,17 @@ def test_runner_gauges_are_read_when_scraped(app: FastAPI, fresh: TestClient) ->
 def test_observer_feeds_jobs_rejections_and_restarts(app: FastAPI, fresh: TestClient) -> None:
     observer: Metrics = app.state.metrics
     zero = scrape(fresh)
-    for reason in ("queue_full", "draining", "pool_unavailable"):
-        assert value(zero, "initscope_rejections_total", reason=reason) == 0
+    for lane in ("cheap", "regular"):
+        for reason in ("expected_wait", "queue_full", "draining", "pool_unavailable"):
+            assert value(zero, "initscope_rejections_total", lane=lane, reason=reason) == 0
     for reason in ("timeout", "crashed"):
         assert value(zero, "initscope_pool_restarts_total", reason=reason) == 0
     observer.job_finished("analyze", 0.02, "ok")
     observer.job_finished("analyze", 3.0, "ok")
     observer.job_finished("run_sweep", 7.0, "timeout")
-    observer.rejected("queue_full")
-    observer.rejected("queue_full")
+    observer.rejected("queue_full", "regular")
+    observer.rejected("queue_full", "regular")
+    observer.rejected("expected_wait", "cheap")
     observer.pool_restarted("crashed")
     samples = scrape(fresh)
     jobs = "initscope_job_duration_seconds"
@@ -104,7 +106,10 @@ def test_observer_feeds_jobs_rejections_and_restarts(app: FastAPI, fresh: TestCl
     assert value(samples, f"{jobs}_bucket", task="analyze", outcome="ok", le="0.025") == 1
     assert value(samples, f"{jobs}_bucket", task="run_sweep", outcome="timeout", le="5.0") == 0
     assert value(samples, f"{jobs}_count", task="run_sweep", outcome="timeout") == 1
-    assert value(samples, "initscope_rejections_total", reason="queue_full") == 2
+    rejections = "initscope_rejections_total"
+    assert value(samples, rejections, lane="regular", reason="queue_full") == 2
+    assert value(samples, rejections, lane="cheap", reason="expected_wait") == 1
+    assert value(samples, rejections, lane="cheap", reason="queue_full") == 0
     assert value(samples, "initscope_pool_restarts_total", reason="crashed") == 1
 
 
@@ -134,3 +139,11 @@ def test_the_real_runner_reports_job_durations_to_the_apps_metrics(app: FastAPI)
     count = value(samples, "initscope_job_duration_seconds_count", task="analyze", outcome="ok")
     assert count == 1.0
     assert value(samples, "initscope_runner_in_flight") == 0.0
+    for lane in ("cheap", "regular"):  # the request has finished: nothing left in either lane
+        assert value(samples, "initscope_runner_lane_in_flight", lane=lane) == 0.0
+        assert value(samples, "initscope_runner_lane_queued", lane=lane) == 0.0
+        assert value(samples, "initscope_runner_expected_wait_seconds", lane=lane) == 0.0
+    # measured from the one finished job: its cost over its seconds, a positive finite rate
+    throughput = "initscope_runner_throughput_macs_per_second"
+    rate = value(samples, throughput, task="analyze", lane="cheap")  # SMALL is cheap
+    assert 0 < rate < float("inf")

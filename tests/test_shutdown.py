@@ -51,8 +51,7 @@ def test_sigterm_drains_and_exits_zero(command: str) -> None:
         **os.environ,
         "INITSCOPE_WORKERS": "1",
         "INITSCOPE_BLAS_THREADS": "1",
-        "INITSCOPE_MAX_IN_FLIGHT": "1",
-        "INITSCOPE_MAX_QUEUE": "0",
+        "INITSCOPE_MAX_ADMITTED": "1",
         "INITSCOPE_SHUTDOWN_TIMEOUT_S": "1",
     }
     server = subprocess.Popen(
@@ -76,8 +75,8 @@ def test_sigterm_drains_and_exits_zero(command: str) -> None:
                 target=lambda: slow.update(response=client.post("/analyze", json=BIG))
             )
             thread.start()
-            # the big request holds the only slot (the queue is 0): a cheap one is refused
-            # (no-cache: a cached answer would need no slot)
+            # the big request is the one request held (max_admitted 1): another is refused
+            # (no-cache: a cached answer would need no admission)
             assert _poll(
                 lambda: "initscope_runner_in_flight 1.0" in client.get("/metrics").text, 30
             )

@@ -55,12 +55,19 @@ class Settings(BaseSettings):
     about 2.1e10) and little more: a few seconds on a 2-core machine.
 
     Resource consumption is bounded at three levels: a request's size (``max_*``, the compute
-    and memory budgets, checked before any work), the process (``worker_memory_bytes`` caps
-    each worker's address space, ``request_timeout_s`` kills work that runs too long), and the
-    server (at most ``max_in_flight`` requests hold the pool and ``max_queue`` wait; the rest
-    get 503 at once). The memory budget is an estimate of one simulation's arrays; the cap
-    must leave ``WORKER_BASELINE_BYTES`` above it for the interpreter and its libraries, and
-    ``workers * worker_memory_bytes`` should fit in the machine's (or container's) memory.
+    and memory budgets, checked before any work), the process (``worker_memory_bytes`` caps each
+    worker's address space, ``request_timeout_s`` kills work that runs too long), and the server
+    (a request that would wait longer than ``max_wait_s`` for the work ahead of it gets 503 at
+    once; at most ``max_admitted`` requests are held). The memory budget is an estimate of one
+    simulation's arrays; the cap must leave ``WORKER_BASELINE_BYTES`` above it for the
+    interpreter and its libraries, and ``(workers + cheap_workers) * worker_memory_bytes``
+    should fit in the machine's (or container's) memory.
+
+    Admission (``initscope.runner``): ``max_wait_s`` bounds the expected wait of an admitted
+    request (the work queued ahead in its lane at the measured throughput); ``cheap_workers``
+    processes beyond ``workers`` serve only requests whose cost is below ``cheap_cost``
+    multiply-adds; ``max_admitted`` caps the requests held at once, for memory only. The
+    pool has ``workers + cheap_workers`` processes.
     """
 
     # hide_input_in_errors: a refused setting is named, its value (maybe an API key) not echoed.
@@ -85,8 +92,18 @@ class Settings(BaseSettings):
     max_body_bytes: PositiveInt = 8_388_608
 
     worker_memory_bytes: PositiveInt | None = None
-    max_in_flight: PositiveInt | None = None
-    max_queue: NonNegativeInt | None = None
+    # Admission (initscope.runner): a request is refused (503, Retry-After: the wait) when the
+    # work queued ahead of it in its lane, at the measured throughput over the lane's workers,
+    # would keep it waiting longer than max_wait_s.
+    max_wait_s: PositiveFloat = 2.0
+    # Worker processes beyond ``workers`` that only cheap work may take: requests whose
+    # multiply-adds (the budget's count) are below cheap_cost. 2e8 is 4x the book request
+    # (1000 x 5 x 100: 5e7; 256 x 3 x 64: ~3e6) and ~40 ms of one core; a recommending
+    # analysis counts its verification passes, so the book with "recommend" is not cheap.
+    cheap_workers: NonNegativeInt = 1
+    cheap_cost: PositiveInt = 200_000_000
+    # Only a memory safety net: requests held at once (running or waiting), both lanes.
+    max_admitted: PositiveInt = 256
     request_timeout_s: PositiveFloat = 30.0
     shutdown_timeout_s: PositiveFloat = 10.0
     retry_after_s: PositiveInt = 1
@@ -154,9 +171,10 @@ class Settings(BaseSettings):
 
     @property
     def key_limit(self) -> int:
-        """Requests one API key may have in flight: its share of what the pool admits at once
-        (running and queued), at least one."""
-        return max(1, int(self.key_share * (self.in_flight_limit + self.queue_limit)))
+        """Requests one API key may have in flight: its share of three requests per worker (one
+        running, two waiting: the depth at which a full pool's wait nears ``max_wait_s`` for
+        the requests it was sized for), at least one."""
+        return max(1, int(self.key_share * 3 * self.workers))
 
     @property
     def threads_per_worker(self) -> int:
@@ -167,16 +185,6 @@ class Settings(BaseSettings):
     def worker_memory_limit(self) -> int:
         """RLIMIT_AS of each worker: given, or the request budget plus the default headroom."""
         return self.worker_memory_bytes or self.memory_budget_bytes + WORKER_HEADROOM_BYTES
-
-    @property
-    def in_flight_limit(self) -> int:
-        """Requests running at once: given, or one per worker."""
-        return self.max_in_flight or self.workers
-
-    @property
-    def queue_limit(self) -> int:
-        """Admitted requests waiting for a slot: given, or two per worker."""
-        return 2 * self.workers if self.max_queue is None else self.max_queue
 
 
 def get_settings() -> Settings:

@@ -11,7 +11,7 @@ InitscopeError
 ├── UnsupportedMediaType  a request body declared as another media type, or not at all -> 415
 └── RunnerError           the process pool could not give the request an answer; each
     │                     declares its ``status``, ``title`` and maybe ``retry_after``
-    ├── Overloaded        every slot and the short queue are taken -> 503 + Retry-After
+    ├── Overloaded        the work queued ahead would keep it waiting too long -> 503 + Retry-After
     ├── ShuttingDown      the server is draining after SIGTERM -> 503 + Retry-After
     ├── WorkerLost        the worker running this request died -> 503
     ├── OutOfMemory       the work outgrew the worker's memory cap despite the budget -> 507
@@ -63,8 +63,8 @@ class RunnerError(InitscopeError):
 class Overloaded(RunnerError):
     title = "Overloaded"
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"every worker is busy and the queue is full; retry in {retry_after} s")
+    def __init__(self, retry_after: int, why: str = "too many requests are held") -> None:
+        super().__init__(f"{why}; retry in {retry_after} s")
         self.retry_after = retry_after
 
 

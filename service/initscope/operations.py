@@ -5,7 +5,8 @@ command line's in-process path (``initscope.cli``) both run.
       -> compute, one call per job (top-level and picklable: what the process pool runs)
       -> combine -> the response model (JSON) or render (the figure)
 
-The service runs the jobs concurrently in its pool (:func:`initscope.http.api`'s ``_answer``);
+The service runs the jobs concurrently in its pool (:func:`initscope.http.api`'s ``_answer``),
+admitted by their ``cost`` (multiply-adds, the budget's count: ``initscope.runner``);
 :func:`run_here` runs them one after another in this process and reports progress, a tick
 after each job (a variant, a sweep's row, a search's trial).
 """
@@ -19,6 +20,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from initscope.config import Settings
+from initscope.engine.advice import candidates, patched
 from initscope.engine.analysis import analyze
 from initscope.engine.sweep import (
     RowResult,
@@ -80,6 +82,7 @@ class Operation(Generic[RequestT, JobT, PartT, ResultT]):
     to_json: Callable[[ResultT], BaseModel]
     render: Callable[[ResultT, FigureOptions], bytes]
     progress: str  # what a progress bar says is being done
+    cost: Callable[[JobT], int]  # one job's multiply-adds, as the budget counts them
 
     def total(self, jobs: Sequence[tuple[str, JobT]]) -> int:
         """The ticks :func:`run_here` makes for these jobs."""
@@ -98,6 +101,40 @@ def run_here(
         if tick is not None:
             tick()
     return operation.combine(parts)
+
+
+# A figure's nominal cost: below every sensible cheap_cost (matplotlib draws one in tens of ms);
+# the runner measures the render tasks' real rate like any other's.
+RENDER_COST = 1_000_000
+
+
+def analysis_cost(job: AnalysisJob) -> int:
+    """The job's own passes (``AnalysisJob.cost``: forward, LSUV, Jacobian), plus, when it
+    recommends, what its candidates would cost within its advice budget (an upper estimate:
+    a network without findings simulates none)."""
+    if not job.recommend:
+        return job.cost
+    advice = sum(patched(job, candidate.patch).cost for candidate in candidates(job))
+    return job.cost + min(advice, job.advice_budget)
+
+
+def row_cost(row: SweepRow) -> int:
+    """A /sweep row's simulated cells, samples x depth x width^2 each (``SweepJob.macs``)."""
+    job = row.job
+    if job.source == "theory":
+        return 0
+    y = job.y_values[row.index]
+    cells = [job.cell(x, y) for x in job.x_values]
+    return sum(job.samples * cell.depth * cell.width * cell.width for cell in cells)
+
+
+def trial_cost(trial: SearchTrial) -> int:
+    """A /search trial: one fit of the base job (``TrainJob.fit_cost``)."""
+    return trial.search.base.fit_cost
+
+
+def train_cost(job: TrainJob) -> int:
+    return job.cost
 
 
 def _only(parts: Named[PartT]) -> PartT:
@@ -146,6 +183,7 @@ ANALYZE = Operation[AnalyzeRequest, AnalysisJob, Analysis, Analysis](
     to_json=AnalyzeResponse.from_result,
     render=render_analysis,
     progress="analysing",
+    cost=analysis_cost,
 )
 COMPARE = Operation[CompareRequest, AnalysisJob, Analysis, Comparison[Analysis]](
     name="compare",
@@ -158,6 +196,7 @@ COMPARE = Operation[CompareRequest, AnalysisJob, Analysis, Comparison[Analysis]]
     to_json=CompareResponse.from_result,
     render=render_comparison,
     progress="analysing variants",
+    cost=analysis_cost,
 )
 SWEEP = Operation[SweepRequest, SweepRow, RowResult, SweepResult](
     name="sweep",
@@ -170,6 +209,7 @@ SWEEP = Operation[SweepRequest, SweepRow, RowResult, SweepResult](
     to_json=SweepResponse.from_result,
     render=render_sweep_whole,
     progress="sweeping rows",
+    cost=row_cost,
 )
 TRAIN = Operation[TrainRequest, TrainJob, TrainResult, TrainComparison](
     name="train",
@@ -182,6 +222,7 @@ TRAIN = Operation[TrainRequest, TrainJob, TrainResult, TrainComparison](
     to_json=TrainResponse.from_result,
     render=render_training,
     progress="training",
+    cost=train_cost,
 )
 SEARCH = Operation[SearchRequest, SearchTrial, TrialResult, SearchResult](
     name="search",
@@ -194,6 +235,7 @@ SEARCH = Operation[SearchRequest, SearchTrial, TrialResult, SearchResult](
     to_json=SearchResponse.from_result,
     render=render_search_whole,
     progress="trials",
+    cost=trial_cost,
 )
 
 # In the order of the API description and the command line's help.

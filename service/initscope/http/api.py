@@ -21,8 +21,8 @@ from initscope.config import Settings, get_settings
 from initscope.http import auth, cache, docs, logs, media, metrics, problems
 from initscope.http.media import Representation
 from initscope.jobs import FigureFormat, FigureOptions
-from initscope.operations import OPERATIONS, Operation
-from initscope.runner import Runner
+from initscope.operations import OPERATIONS, RENDER_COST, Operation
+from initscope.runner import Runner, Work
 from initscope.schemas import ActivationInfo, InitializerInfo
 
 DESCRIPTION = """
@@ -150,17 +150,21 @@ async def _answer(
     compute: Callable[[], Awaitable[Result]],
     to_json: Callable[[Result], BaseModel],
     render: Callable[[Result, FigureOptions], bytes],
+    work: list[Work],
 ) -> Response:
-    """The shape of every computing route: a cached answer, or a slot and a deadline for the
-    jobs ``compute`` runs in the pool, then the response model or the figure."""
+    """The shape of every computing route: a cached answer, or admission (by the expected
+    wait for ``work``, the jobs ``compute`` runs in the pool) and a deadline, then the
+    response model or the figure."""
     representation, options = wanted
 
     async def respond() -> Response:
-        async with runner.admit():
+        drawn = [] if representation == "json" else [(render, RENDER_COST)]
+        async with runner.admit(work + drawn):
             result = await compute()
             if representation == "json":
                 return _json(to_json(result))
-            return _image(await runner.run(render, result, options), representation)
+            figure = await runner.run(render, result, options, cost=RENDER_COST)
+            return _image(figure, representation)
 
     return await cache.respond(request, body, wanted, respond)
 
@@ -169,10 +173,11 @@ Job = TypeVar("Job")
 
 
 async def _each(
-    runner: Runner, fn: Callable[[Job], Result], jobs: list[tuple[str, Job]]
+    runner: Runner, fn: Callable[[Job], Result], jobs: list[tuple[str, Job]], costs: list[int]
 ) -> list[tuple[str, Result]]:
     """``fn`` on every named job, concurrently in the pool: the names with their results."""
-    results = await asyncio.gather(*(runner.run(fn, job) for _, job in jobs))
+    runs = (runner.run(fn, job, cost=cost) for (_, job), cost in zip(jobs, costs, strict=True))
+    results = await asyncio.gather(*runs)
     return [(name, result) for (name, _), result in zip(jobs, results, strict=True)]
 
 
@@ -206,12 +211,14 @@ def operation_route(operation: Operation[Any, Any, Any, Any]) -> Callable[..., A
         wanted: RepresentationDep,
     ) -> Response:
         jobs = operation.to_jobs(body, settings)
+        costs = [operation.cost(job) for _, job in jobs]
 
         async def compute() -> Any:
-            return operation.combine(await _each(runner, operation.compute, jobs))
+            return operation.combine(await _each(runner, operation.compute, jobs, costs))
 
+        work: list[Work] = [(operation.compute, cost) for cost in costs]
         return await _answer(
-            request, body, wanted, runner, compute, operation.to_json, operation.render
+            request, body, wanted, runner, compute, operation.to_json, operation.render, work
         )
 
     # FastAPI reads the body's model and examples from the annotation; the name makes the

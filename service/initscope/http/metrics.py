@@ -4,11 +4,14 @@ Series, all prefixed ``initscope_``:
 
 - ``http_requests_total`` and ``http_request_duration_seconds`` by method, route template
   (``unmatched`` when no route matched) and status, from an ASGI middleware;
-- ``job_duration_seconds`` by task and outcome, ``rejections_total`` by reason and
+- ``job_duration_seconds`` by task and outcome, ``rejections_total`` by lane and reason and
   ``pool_restarts_total`` by reason, fed by the runner through :class:`Metrics`, which is the
   runner's observer (``RunnerObserver`` in ``initscope.runner``);
-- ``runner_in_flight``, ``runner_queued``, ``cache_requests_total`` by result, ``cache_entries``
-  and ``cache_bytes``, read from ``app.state`` at scrape time;
+- ``runner_in_flight``, ``runner_queued``, per lane (``cheap``, ``regular``)
+  ``runner_lane_in_flight``, ``runner_lane_queued`` and ``runner_expected_wait_seconds``, per
+  task and lane ``runner_throughput_macs_per_second`` (one worker's measured rate),
+  ``cache_requests_total`` by result, ``cache_entries`` and ``cache_bytes``, read from
+  ``app.state`` at scrape time;
 - ``key_requests_total`` by key and ``key_rejections_total`` by key and reason (``share``: the
   key held its share of the pool), ``unauthorized_total`` by reason (``missing``,
   ``invalid``), fed by :class:`initscope.http.auth.Gate`; a key is its hashed id
@@ -34,7 +37,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 # Seconds: a probe takes ~1 ms, the book's analysis ~20 ms, the largest admitted one seconds.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 OUTCOMES = ("ok", "error", "timeout", "crashed", "cancelled")
-REJECTIONS = ("queue_full", "draining", "pool_unavailable")
+REJECTIONS = ("expected_wait", "queue_full", "draining", "pool_unavailable")
+LANES = ("cheap", "regular")
 RESTARTS = ("timeout", "crashed")
 
 
@@ -59,6 +63,32 @@ class _StateCollector(Collector):
             value = getattr(runner, name, None)
             if isinstance(value, int | float):
                 yield GaugeMetricFamily(f"initscope_runner_{name}", doc, value=value)
+        if callable(lanes := getattr(runner, "lanes", None)):
+            families = [
+                GaugeMetricFamily(name, doc, labels=["lane"])
+                for name, doc in (
+                    ("initscope_runner_lane_in_flight", "Jobs of the lane running now."),
+                    ("initscope_runner_lane_queued", "Jobs of the lane waiting for a worker."),
+                    (
+                        "initscope_runner_expected_wait_seconds",
+                        "How long a new request of the lane would wait (admission refuses "
+                        "it beyond max_wait_s).",
+                    ),
+                )
+            ]
+            for lane, values in lanes().items():
+                for family, value in zip(families, values, strict=True):
+                    family.add_metric([lane], value)
+            yield from families
+        if callable(throughputs := getattr(runner, "throughputs", None)):
+            rates = GaugeMetricFamily(
+                "initscope_runner_throughput_macs_per_second",
+                "Multiply-adds per second of one worker, measured from finished jobs (EWMA).",
+                labels=["task", "lane"],
+            )
+            for (task, lane), rate in sorted(throughputs().items()):
+                rates.add_metric([task, lane], rate)
+            yield rates
         cache = getattr(self._state, "cache", None)
         if cache is not None:
             requests = CounterMetricFamily(
@@ -112,8 +142,8 @@ class Metrics:
         )
         self.rejections = Counter(
             "initscope_rejections",
-            "Jobs refused by the runner.",
-            ["reason"],
+            "Requests refused by the runner's admission, by lane and reason.",
+            ["lane", "reason"],
             registry=self.registry,
         )
         self.pool_restarts = Counter(
@@ -144,8 +174,9 @@ class Metrics:
         for reason in ("missing", "invalid"):
             self.unauthorized_requests.labels(reason)
         # --- end per API key ---
-        for reason in REJECTIONS:
-            self.rejections.labels(reason)
+        for lane in LANES:
+            for reason in REJECTIONS:
+                self.rejections.labels(lane, reason)
         for reason in RESTARTS:
             self.pool_restarts.labels(reason)
         self.registry.register(_StateCollector(state))
@@ -154,8 +185,8 @@ class Metrics:
     def job_finished(self, task: str, seconds: float, outcome: str) -> None:
         self.jobs.labels(task, outcome).observe(seconds)
 
-    def rejected(self, reason: str) -> None:
-        self.rejections.labels(reason).inc()
+    def rejected(self, reason: str, lane: str) -> None:
+        self.rejections.labels(lane, reason).inc()
 
     def pool_restarted(self, reason: str) -> None:
         self.pool_restarts.labels(reason).inc()
