@@ -14,11 +14,19 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 
 MiB = 2**20
 # A worker's address space before any request: Python, NumPy, SciPy, Matplotlib and the
-# engine take ~360 MiB; each OpenBLAS thread reserves ~40 MiB more (NumPy and SciPy each
-# bring one OpenBLAS). Measured with /proc/self/status VmPeak on x86-64 Linux.
-WORKER_BASELINE_BYTES = 512 * MiB
+# engine, plus ~40 MiB per OpenBLAS thread it may start (OPENBLAS_NUM_THREADS at load; NumPy
+# and SciPy each bring one OpenBLAS). Measured with /proc/self/status VmPeak on x86-64 Linux:
+# 322 MiB with 1 thread, 402 MiB with 2 (OpenBLAS 0.3, CPython 3.11).
+WORKER_FIXED_BYTES = 256 * MiB
+WORKER_THREAD_BYTES = 2 * 40 * MiB
+WORKER_BASELINE_BYTES = 512 * MiB  # the floor of worker_baseline_bytes (up to 3 threads)
 # Default room above the request budget: the baseline, a figure, the pickled result.
 WORKER_HEADROOM_BYTES = 1024 * MiB
+
+
+def worker_baseline_bytes(threads: int) -> int:
+    """A worker's own footprint when its BLAS pools may grow to ``threads``."""
+    return max(WORKER_BASELINE_BYTES, WORKER_FIXED_BYTES + threads * WORKER_THREAD_BYTES)
 
 
 def _usable_cpus() -> int:
@@ -41,8 +49,9 @@ class Settings(BaseSettings):
     each worker's address space, ``request_timeout_s`` kills work that runs too long), and the
     server (at most ``max_in_flight`` requests hold the pool and ``max_queue`` wait; the rest
     get 503 at once). The memory budget is an estimate of one simulation's arrays; the cap
-    must leave ``WORKER_BASELINE_BYTES`` above it for the interpreter and its libraries, and
-    ``workers * worker_memory_bytes`` should fit in the machine's (or container's) memory.
+    must leave ``worker_baseline_bytes(threads)`` above it for the interpreter and its
+    libraries, and ``workers * worker_memory_bytes`` should fit in the machine's (or
+    container's) memory.
     """
 
     model_config = SettingsConfigDict(env_prefix="INITSCOPE_", extra="ignore", frozen=True)
@@ -50,6 +59,9 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: PositiveInt = 8000
     workers: PositiveInt = Field(default_factory=_usable_cpus)
+    # The CPUs the workers' jobs share (default: this process's usable CPUs) and the most BLAS
+    # threads one job may take (default: all of them): threads follow the work.
+    cpus: PositiveInt | None = None
     blas_threads: PositiveInt | None = None
 
     max_layers: PositiveInt = 64
@@ -78,23 +90,36 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _budget_fits_under_the_cap(self) -> Settings:
-        if self.worker_memory_limit < self.memory_budget_bytes + WORKER_BASELINE_BYTES:
+        baseline = worker_baseline_bytes(self.threads_per_worker)
+        if self.worker_memory_limit < self.memory_budget_bytes + baseline:
             raise ValueError(
                 f"worker_memory_bytes ({self.worker_memory_limit / MiB:.0f} MiB) must exceed "
                 f"memory_budget_bytes ({self.memory_budget_bytes / MiB:.0f} MiB) by at least "
-                f"{WORKER_BASELINE_BYTES / MiB:.0f} MiB, a worker's own footprint"
+                f"{baseline / MiB:.0f} MiB, a worker's own footprint with "
+                f"{self.threads_per_worker} BLAS threads"
             )
         return self
 
     @property
+    def pool_cpus(self) -> int:
+        """The CPUs the jobs share: given, or the usable CPUs."""
+        return self.cpus or _usable_cpus()
+
+    @property
     def threads_per_worker(self) -> int:
-        """BLAS threads per worker: given, or the usable CPUs shared among the workers."""
-        return self.blas_threads or max(1, _usable_cpus() // self.workers)
+        """The most BLAS threads one job takes (a lone job); running jobs share ``pool_cpus``
+        (:func:`initscope.engine.cores.allot`)."""
+        return min(self.blas_threads or self.pool_cpus, self.pool_cpus)
 
     @property
     def worker_memory_limit(self) -> int:
-        """RLIMIT_AS of each worker: given, or the request budget plus the default headroom."""
-        return self.worker_memory_bytes or self.memory_budget_bytes + WORKER_HEADROOM_BYTES
+        """RLIMIT_AS of each worker: given, or the request budget plus the default headroom
+        (more when many BLAS threads raise the baseline)."""
+        headroom = max(
+            WORKER_HEADROOM_BYTES,
+            worker_baseline_bytes(self.threads_per_worker) + WORKER_HEADROOM_BYTES // 2,
+        )
+        return self.worker_memory_bytes or self.memory_budget_bytes + headroom
 
     @property
     def in_flight_limit(self) -> int:
