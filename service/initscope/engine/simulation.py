@@ -171,7 +171,7 @@ def _measure(block: Block, index: int, h: FloatArray, asked: Asked) -> LayerResu
 
 
 @applies_policy
-def simulate(job: AnalysisJob) -> Simulation:
+def simulate(job: AnalysisJob, *, overlap: bool | None = None) -> Simulation:
     """Run the forward and backward pass of ``job`` and measure every layer.
 
     The statistics of layer l (and its phi'(z)) are computed in a second thread while this
@@ -179,7 +179,8 @@ def simulate(job: AnalysisJob) -> Simulation:
     BLAS, so they overlap when the worker has more than one CPU (:mod:`initscope.engine.cores`).
     Nothing is shared but read-only arrays: layer l + 1 reads h_l, and nothing writes it.
     One layer's statistics are in flight at a time (one extra z held). With a single CPU
-    they run inline, in order. The results are the sequential ones, bit for bit.
+    they run inline, in order (``overlap`` None: decided so; True/False: forced). The results
+    are the sequential ones, bit for bit.
     """
     network = analysis_network(job)
     x = make_input(job, input_stream(job.seed))
@@ -190,7 +191,8 @@ def simulate(job: AnalysisJob) -> Simulation:
         saturation_derivative=job.thresholds.saturation_derivative,
         effective_rank=job.effective_rank,
     )
-    overlap = cores.follow() != 1
+    if overlap is None:
+        overlap = cores.follow() != 1
     forward: list[LayerResult] = []
     pending: Future[LayerResult] | None = None
     for index, block in enumerate(network.blocks, 1):
