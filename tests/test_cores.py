@@ -58,7 +58,7 @@ def test_settings_default_to_every_cpu_and_budget_memory_for_the_threads() -> No
 
 def _blas_threads() -> int:
     cores.follow()
-    return max(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
+    return int(max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
 
 
 def _wait_for(condition: Any, seconds: float = 20.0) -> None:

@@ -15,18 +15,23 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 MiB = 2**20
 # A worker's address space before any request: Python, NumPy, SciPy, Matplotlib and the
 # engine, plus ~40 MiB per OpenBLAS thread it may start (OPENBLAS_NUM_THREADS at load; NumPy
-# and SciPy each bring one OpenBLAS). Measured with /proc/self/status VmPeak on x86-64 Linux:
-# 322 MiB with 1 thread, 402 MiB with 2 (OpenBLAS 0.3, CPython 3.11).
+# and SciPy each bring one OpenBLAS), plus, with more than one thread, the statistics thread
+# (its stack and its malloc arena). Measured with /proc/self/status VmPeak on x86-64 Linux
+# (OpenBLAS 0.3, CPython 3.11): 322 MiB with 1 thread; with 2, 402 MiB idle and 534 MiB
+# after the book's analysis (the statistics thread started).
 WORKER_FIXED_BYTES = 256 * MiB
 WORKER_THREAD_BYTES = 2 * 40 * MiB
-WORKER_BASELINE_BYTES = 512 * MiB  # the floor of worker_baseline_bytes (up to 3 threads)
+WORKER_STATISTICS_THREAD_BYTES = 128 * MiB
+WORKER_BASELINE_BYTES = 512 * MiB  # the floor of worker_baseline_bytes
 # Default room above the request budget: the baseline, a figure, the pickled result.
 WORKER_HEADROOM_BYTES = 1024 * MiB
 
 
 def worker_baseline_bytes(threads: int) -> int:
     """A worker's own footprint when its BLAS pools may grow to ``threads``."""
-    return max(WORKER_BASELINE_BYTES, WORKER_FIXED_BYTES + threads * WORKER_THREAD_BYTES)
+    statistics = WORKER_STATISTICS_THREAD_BYTES if threads > 1 else 0
+    own = WORKER_FIXED_BYTES + threads * WORKER_THREAD_BYTES + statistics
+    return max(WORKER_BASELINE_BYTES, own)
 
 
 def _usable_cpus() -> int:
