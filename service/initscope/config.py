@@ -15,11 +15,17 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 
 MiB = 2**20
-# A worker's address space before any request: Python, NumPy, Matplotlib and the engine take
-# ~250 MiB; each OpenBLAS thread reserves ~40 MiB more (NumPy's OpenBLAS, the only one since
-# SciPy left: with it, 400 MiB at one thread). Measured with /proc/self/status VmPeak in the
-# image (Python 3.13, x86-64 Linux): 290 MiB at 1 thread, 330 MiB at 2. Kept at 512 MiB.
-WORKER_BASELINE_BYTES = 512 * MiB
+# A worker's address space before any request: Python, NumPy, Matplotlib and the engine, plus
+# ~40 MiB per OpenBLAS thread it may start (OPENBLAS_NUM_THREADS at load; NumPy's OpenBLAS is
+# the only one since SciPy left), plus, with more than one thread, the statistics thread (its
+# stack and its malloc arena). Measured with /proc/self/status VmPeak on x86-64 Linux: in the
+# image (Python 3.13, no SciPy) 290 MiB at 1 thread and 330 MiB at 2, idle; with SciPy
+# (CPython 3.11) 322 MiB at 1 thread, and at 2, 402 MiB idle and 534 MiB after the book's
+# analysis (the statistics thread started).
+WORKER_FIXED_BYTES = 256 * MiB
+WORKER_THREAD_BYTES = 40 * MiB
+WORKER_STATISTICS_THREAD_BYTES = 128 * MiB
+WORKER_BASELINE_BYTES = 512 * MiB  # the floor of worker_baseline_bytes
 # Default room above the request budget: the baseline, a figure, the pickled result.
 WORKER_HEADROOM_BYTES = 1024 * MiB
 
@@ -37,6 +43,13 @@ def _split_keys(value: object) -> object:
 
 
 ApiKeys = Annotated[tuple[SecretStr, ...], NoDecode, BeforeValidator(_split_keys)]
+
+
+def worker_baseline_bytes(threads: int) -> int:
+    """A worker's own footprint when its BLAS pools may grow to ``threads``."""
+    statistics = WORKER_STATISTICS_THREAD_BYTES if threads > 1 else 0
+    own = WORKER_FIXED_BYTES + threads * WORKER_THREAD_BYTES + statistics
+    return max(WORKER_BASELINE_BYTES, own)
 
 
 def _usable_cpus() -> int:
@@ -59,7 +72,7 @@ class Settings(BaseSettings):
     worker's address space, ``request_timeout_s`` kills work that runs too long), and the server
     (a request that would wait longer than ``max_wait_s`` for the work ahead of it gets 503 at
     once; at most ``max_admitted`` requests are held). The memory budget is an estimate of one
-    simulation's arrays; the cap must leave ``WORKER_BASELINE_BYTES`` above it for the
+    simulation's arrays; the cap must leave ``worker_baseline_bytes(threads)`` above it for the
     interpreter and its libraries, and ``(workers + cheap_workers) * worker_memory_bytes``
     should fit in the machine's (or container's) memory.
 
@@ -78,6 +91,9 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: PositiveInt = 8000
     workers: PositiveInt = Field(default_factory=_usable_cpus)
+    # The CPUs the workers' jobs share (default: this process's usable CPUs) and the most BLAS
+    # threads one job may take (default: all of them): threads follow the work.
+    cpus: PositiveInt | None = None
     blas_threads: PositiveInt | None = None
 
     max_layers: PositiveInt = 64
@@ -122,11 +138,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _budget_fits_under_the_cap(self) -> Settings:
-        if self.worker_memory_limit < self.memory_budget_bytes + WORKER_BASELINE_BYTES:
+        baseline = worker_baseline_bytes(self.threads_per_worker)
+        if self.worker_memory_limit < self.memory_budget_bytes + baseline:
             raise ValueError(
                 f"worker_memory_bytes ({self.worker_memory_limit / MiB:.0f} MiB) must exceed "
                 f"memory_budget_bytes ({self.memory_budget_bytes / MiB:.0f} MiB) by at least "
-                f"{WORKER_BASELINE_BYTES / MiB:.0f} MiB, a worker's own footprint"
+                f"{baseline / MiB:.0f} MiB, a worker's own footprint with "
+                f"{self.threads_per_worker} BLAS threads"
             )
         return self
 
@@ -177,14 +195,25 @@ class Settings(BaseSettings):
         return max(1, int(self.key_share * 3 * self.workers))
 
     @property
+    def pool_cpus(self) -> int:
+        """The CPUs the jobs share: given, or the usable CPUs."""
+        return self.cpus or _usable_cpus()
+
+    @property
     def threads_per_worker(self) -> int:
-        """BLAS threads per worker: given, or the usable CPUs shared among the workers."""
-        return self.blas_threads or max(1, _usable_cpus() // self.workers)
+        """The most BLAS threads one job takes (a lone job); running jobs share ``pool_cpus``
+        (:func:`initscope.engine.cores.allot`)."""
+        return min(self.blas_threads or self.pool_cpus, self.pool_cpus)
 
     @property
     def worker_memory_limit(self) -> int:
-        """RLIMIT_AS of each worker: given, or the request budget plus the default headroom."""
-        return self.worker_memory_bytes or self.memory_budget_bytes + WORKER_HEADROOM_BYTES
+        """RLIMIT_AS of each worker: given, or the request budget plus the default headroom
+        (more when many BLAS threads raise the baseline)."""
+        headroom = max(
+            WORKER_HEADROOM_BYTES,
+            worker_baseline_bytes(self.threads_per_worker) + WORKER_HEADROOM_BYTES // 2,
+        )
+        return self.worker_memory_bytes or self.memory_budget_bytes + headroom
 
 
 def get_settings() -> Settings:

@@ -12,7 +12,8 @@ worker; a dead worker shows up as EOF there, and an idle one through its sentine
 
 Workers are forked by a ``forkserver`` that has imported the engine once (no copy of the
 server's threads or sockets, and a replacement is ready in milliseconds). Each worker limits
-its BLAS pool so that ``workers * threads`` does not exceed the usable CPUs, and caps its own
+its BLAS pool to its share of the CPUs (threads follow the work: a lone job gets every CPU,
+running jobs share them, :mod:`initscope.engine.cores`), and caps its own
 address space at ``Settings.worker_memory_limit``: work that outgrows it ends in
 ``MemoryError`` inside the worker, reported as ``OutOfMemory``.
 
@@ -62,9 +63,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Literal, Protocol, TypeVar
 
-from threadpoolctl import threadpool_limits
-
 from initscope.config import Settings
+from initscope.engine import cores
 from initscope.errors import DeadlineExceeded, OutOfMemory, Overloaded, ShuttingDown, WorkerLost
 
 Result = TypeVar("Result")
@@ -83,7 +83,8 @@ PRELOAD = [
     "initscope.figures",
     "initscope.engine.sweep",
 ]
-# Read by OpenBLAS/OpenMP/MKL when they load: each reserves memory per potential thread.
+# Read by OpenBLAS/OpenMP/MKL when they load: the most threads a job may use (each reserves
+# memory per potential thread); a worker then follows its share (:mod:`initscope.engine.cores`).
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 RESPAWN_DELAY_S = 1.0
 # Multiply-adds per second of one worker before any job of a task has finished: one BLAS
@@ -111,13 +112,13 @@ class _Unobserved:
         pass
 
 
-def _serve(conn: Connection, blas_threads: int, memory_limit: int) -> None:
+def _serve(conn: Connection, share: cores.SharedInt, memory_limit: int) -> None:
     """A worker's life: receive ``(fn, args)``, answer ``(status, value)``, until EOF."""
     # SIGINT (Ctrl+C) and SIGTERM (systemd signals the whole group) are the server's to handle;
     # it kills its workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    threadpool_limits(limits=blas_threads)
+    cores.install(share)
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     soft = memory_limit if hard == resource.RLIM_INFINITY else min(memory_limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
@@ -126,6 +127,7 @@ def _serve(conn: Connection, blas_threads: int, memory_limit: int) -> None:
             fn, args = conn.recv()
         except EOFError:
             return
+        cores.follow()  # the share the runner wrote before sending the job
         reply: tuple[str, Any]
         try:
             reply = ("ok", fn(*args))
@@ -155,9 +157,17 @@ def _exchange(conn: Connection, fn: Callable[..., Any], args: tuple[object, ...]
 class _Worker:
     process: BaseProcess
     conn: Connection
+    share: Any  # a shared C int: the worker's BLAS threads (engine.cores), written here
     busy: bool = False
     retired: bool = False  # killed on purpose or found dead: no longer part of the pool
     lane: Lane = "regular"  # a cheap-lane worker takes cheap jobs only
+    started: float = 0.0  # when its current job started (the oldest get a remainder CPU)
+
+
+def _shares_cpus(worker: _Worker) -> bool:
+    """Whether the worker's jobs share the CPUs; a cheap-lane worker (short jobs) runs on one
+    thread and does not count as a busy core."""
+    return worker.lane != "cheap"
 
 
 @dataclass(eq=False)
@@ -200,6 +210,7 @@ class Runner:
         self.workers = settings.workers
         self.cheap_workers = settings.cheap_workers
         self.blas_threads = settings.threads_per_worker
+        self.cpus = settings.pool_cpus
         self._settings = settings
         self._observer: RunnerObserver = observer or _Unobserved()
         self._loop = asyncio.get_running_loop()
@@ -445,6 +456,8 @@ class Runner:
     ) -> Any:
         start = time.perf_counter()
         outcome: Outcome = "cancelled"
+        worker.started = start
+        self._share_cpus()
         try:
             exchange = self._loop.run_in_executor(self._io, _exchange, worker.conn, fn, args)
             try:
@@ -473,6 +486,7 @@ class Runner:
                 raise OutOfMemory(self._settings.worker_memory_limit)
             raise value
         finally:
+            self._share_cpus()
             self._observer.job_finished(fn.__name__, time.perf_counter() - start, outcome)
 
     async def _exitcode(self, worker: _Worker) -> int | None:
@@ -487,9 +501,10 @@ class Runner:
 
     def _add_worker(self, lane: Lane) -> None:
         parent, child = self._context.Pipe()
+        share = self._context.RawValue("i", 1 if lane == "cheap" else self.blas_threads)
         process = self._context.Process(
             target=_serve,
-            args=(child, self.blas_threads, self._settings.worker_memory_limit),
+            args=(child, share, self._settings.worker_memory_limit),
             name="initscope-worker",
             daemon=True,
         )
@@ -504,11 +519,29 @@ class Runner:
             return
         finally:
             child.close()
-        worker = _Worker(process, parent, lane=lane)
+        worker = _Worker(process, parent, share, lane=lane)
         self._pool.add(worker)
         self._idle.append(worker)
         self._loop.add_reader(process.sentinel, self._exited, worker)
         self._notify()
+
+    # -- threads follow the work -------------------------------------------------------------
+
+    def _share_cpus(self) -> None:
+        """Rewrite every worker's BLAS threads as a job starts or ends: the running jobs share
+        the CPUs (oldest first for a remainder), an idle worker would start with what a new
+        job would get. Workers apply it at their next layer boundary."""
+        running = sorted(
+            (w for w in self._pool if w.busy and _shares_cpus(w)), key=lambda w: w.started
+        )
+        for worker, threads in zip(
+            running, cores.allot(self.cpus, len(running), self.blas_threads), strict=True
+        ):
+            worker.share.value = threads
+        fresh = cores.allot(self.cpus, len(running) + 1, self.blas_threads)[-1]
+        for worker in self._pool:
+            if not worker.busy:
+                worker.share.value = fresh if _shares_cpus(worker) else 1
 
     def _respawn(self) -> None:
         self._respawn_timer = None

@@ -43,6 +43,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from initscope.engine import cores
 from initscope.engine.activations import ActivationFn
 from initscope.engine.floating import applies_policy
 from initscope.engine.initializers import BiasInit, Lsuv, WeightInit
@@ -154,7 +155,9 @@ def dense(h: FloatArray, w: FloatArray, b: FloatArray, trained: bool = False) ->
     """The pre-activation ``a = h @ W + b`` on the last axis. The bias add is skipped when b
     is all zero (no pass over ``a`` for nothing: the analysis' hot path), unless the bias is
     ``trained`` (it has had a gradient: then it is nonzero in practice and the check would
-    cost more than it saves)."""
+    cost more than it saves). A layer boundary: the worker takes up its current share of the
+    CPUs first (:func:`initscope.engine.cores.follow`)."""
+    cores.follow()
     a = h @ w
     if trained or b.any():
         a += b
@@ -194,6 +197,7 @@ class Dense:
 
     def backward(self, g: FloatArray, parameters: bool = True) -> FloatArray:
         assert self.x is not None, "backward before a training-mode forward"
+        cores.follow()
         x, w = self.x, self.w.value
         x2, g2 = (x, g) if x.ndim == 2 else (x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1]))
         if parameters:
@@ -329,42 +333,55 @@ class Asked:
 class Activation:
     """``h = phi(z)`` elementwise. Backward ``g phi'(z)``; Jacobian the diagonal ``phi'(z)``.
     In ``"train"`` mode keeps ``z`` and ``phi'(z)``, which the statistics read (phi's input,
-    E[phi'^2], dead and saturated units)."""
+    E[phi'^2], dead and saturated units). ``phi'(z)`` is computed when first read (:attr:`d`),
+    so the analysis computes it with the layer's statistics, off the products' path."""
 
     def __init__(self, fn: ActivationFn) -> None:
         self.fn = fn
         self.z: FloatArray | None = None
-        self.d: FloatArray | None = None
+        self._d: FloatArray | None = None
+        self._h: FloatArray | None = None  # phi(z), until phi'(z) is computed from it
+
+    @property
+    def d(self) -> FloatArray | None:
+        """phi'(z) of the last training-mode pass; None before one."""
+        if self._d is None and self._h is not None:
+            assert self.z is not None
+            self._d, self._h = self.fn.derivative(self.z, self._h), None
+        return self._d
 
     def forward(self, x: FloatArray, mode: Mode) -> FloatArray:
         h = self.fn.forward(x)
         if mode == "train":
-            self.z, self.d = x, self.fn.derivative(x, h)
+            self.z, self._d, self._h = x, None, h
         return h
 
     def backward(self, g: FloatArray, parameters: bool = True) -> FloatArray:
-        assert self.d is not None, "backward before a training-mode forward"
-        g *= self.d
+        d = self.d
+        assert d is not None, "backward before a training-mode forward"
+        g *= d
         return g
 
     def jacobian(self, product: JacobianProduct) -> None:
-        assert self.d is not None
-        product.scale(self.d, per_sample=True)
+        d = self.d
+        assert d is not None
+        product.scale(d, per_sample=True)
 
     def statistics(self, saturation_derivative: float) -> PhiStatistics:
         """What phi reports, from its last training-mode pass: the moments of its input ``z``,
         E[phi'(z)^2], the share of phi'(z) below ``saturation_derivative`` of phi's largest
         slope (a saturating phi only), the units whose phi' is 0 on every sample, and the mean
         correlation between two samples' inputs z (:func:`sample_correlation`)."""
+        d = self.d
         assert self.z is not None, "statistics before a training-mode forward"
-        assert self.d is not None
+        assert d is not None
         fn: ActivationFn = self.fn
         pre = summarise(self.z)
-        deriv = summarise_derivative(self.d, saturation_derivative * fn.max_derivative)
+        deriv = summarise_derivative(d, saturation_derivative * fn.max_derivative)
         return PhiStatistics(
             preactivations=Moments(as_float(pre.mean), as_float(pre.std)),
             mean_derivative_sq=as_float(deriv.mean_square),
-            saturated_fraction=deriv.below / self.d.size if fn.saturating else None,
+            saturated_fraction=deriv.below / d.size if fn.saturating else None,
             alive=deriv.alive,
             sample_correlation=sample_correlation(self.z),
         )

@@ -34,13 +34,16 @@ and the sample's own dropout mask (:func:`initscope.engine.layers.jacobians`).
 from __future__ import annotations
 
 import dataclasses
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from initscope.engine.floating import applies_policy
-from initscope.engine.layers import Asked, jacobians
+from initscope.engine import cores
+from initscope.engine.floating import applies_policy, non_finite_policy
+from initscope.engine.layers import Asked, Block, jacobians
 from initscope.engine.network import LayerDropout, Network, build, gradient_stream, input_stream
 from initscope.engine.statistics import data_range, histogram, rms, summarise
 from initscope.jobs import AnalysisJob, NormalInput, OnesGradient
@@ -145,9 +148,40 @@ def analysis_network(job: AnalysisJob) -> Network:
     )
 
 
+_statistics_thread: ThreadPoolExecutor | None = None
+_statistics_lock = threading.Lock()
+
+
+def _statistics_executor() -> ThreadPoolExecutor:
+    """The one thread that measures layer l while the caller computes layer l + 1 (created
+    on first use, in the process that simulates: a worker, never the forkserver)."""
+    global _statistics_thread
+    with _statistics_lock:
+        if _statistics_thread is None:
+            _statistics_thread = ThreadPoolExecutor(1, thread_name_prefix="initscope-stats")
+        return _statistics_thread
+
+
+def _measure(block: Block, index: int, h: FloatArray, asked: Asked) -> LayerResult:
+    """Layer ``index``'s statistics (and phi'(z), computed on first read), then z is freed."""
+    with non_finite_policy():  # NumPy's error state is per thread
+        result = block.statistics(index, h, asked)
+    block.activation.z = None  # phi's input is not needed past the statistics
+    return result
+
+
 @applies_policy
-def simulate(job: AnalysisJob) -> Simulation:
-    """Run the forward and backward pass of ``job`` and measure every layer."""
+def simulate(job: AnalysisJob, *, overlap: bool | None = None) -> Simulation:
+    """Run the forward and backward pass of ``job`` and measure every layer.
+
+    The statistics of layer l (and its phi'(z)) are computed in a second thread while this
+    one computes layer l + 1's product and phi: NumPy releases the GIL in its loops and in
+    BLAS, so they overlap when the worker has more than one CPU (:mod:`initscope.engine.cores`).
+    Nothing is shared but read-only arrays: layer l + 1 reads h_l, and nothing writes it.
+    One layer's statistics are in flight at a time (one extra z held). With a single CPU
+    they run inline, in order (``overlap`` None: decided so; True/False: forced). The results
+    are the sequential ones, bit for bit.
+    """
     network = analysis_network(job)
     x = make_input(job, input_stream(job.seed))
     h = x
@@ -157,13 +191,23 @@ def simulate(job: AnalysisJob) -> Simulation:
         saturation_derivative=job.thresholds.saturation_derivative,
         effective_rank=job.effective_rank,
     )
+    if overlap is None:
+        overlap = cores.follow() != 1
     forward: list[LayerResult] = []
+    pending: Future[LayerResult] | None = None
     for index, block in enumerate(network.blocks, 1):
         block.initialise(h)
         h_next = block.forward(h, "train")
-        forward.append(block.statistics(index, h_next, asked))
-        block.activation.z = None  # phi's input is not needed past the statistics
+        if pending is not None:
+            forward.append(pending.result())
+            pending = None
+        if overlap:
+            pending = _statistics_executor().submit(_measure, block, index, h_next, asked)
+        else:
+            forward.append(_measure(block, index, h_next, asked))
         h = h_next
+    if pending is not None:
+        forward.append(pending.result())
 
     jacobian: JacobianSpectrum | None = None
     if job.jacobian_count > 0:
