@@ -329,10 +329,10 @@ class BlockingRunner(CountingRunner):
         self.started = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def run(self, fn: Callable[..., Any], *args: object) -> Any:
+    async def run(self, fn: Callable[..., Any], *args: object, cost: int | None = None) -> Any:
         self.started.set()
         await self.release.wait()
-        return await super().run(fn, *args)
+        return await super().run(fn, *args, cost=cost)
 
 
 def test_requests_in_flight_hold_the_keys_share(settings: Settings) -> None:

@@ -1,9 +1,9 @@
-"""Threads follow the work: the CPUs' division among running jobs, a worker's BLAS threads
-shrinking when a second job starts and growing back when it ends, and the overlapped
-statistics equal to the sequential ones.
+"""Threads follow the work: the CPUs' division among running jobs, a worker's share
+shrinking when a second job starts and growing back when it ends, the products' bits the same
+under every share, and the overlapped statistics equal to the sequential ones.
 
-The worker test runs in a subprocess of its own: the forkserver reads the BLAS thread caps
-from the environment once per process, and other tests start it with one thread.
+The worker test runs in a subprocess of its own: the forkserver reads its environment once
+per process, and other tests start it first.
 """
 
 from __future__ import annotations
@@ -14,16 +14,18 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from initscope.config import Settings, worker_baseline_bytes
 from initscope.engine import cores
 from initscope.engine.simulation import simulate
 from initscope.runner import Runner
 from initscope.schemas import AnalyzeRequest
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info, threadpool_limits
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,8 +59,9 @@ def test_settings_default_to_every_cpu_and_budget_memory_for_the_threads() -> No
 
 
 def _blas_threads() -> int:
-    cores.follow()
-    return int(max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+    """The job's share now; BLAS itself stays at one thread in a worker."""
+    assert max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas") == 1
+    return cores.follow()
 
 
 def _wait_for(condition: Any, seconds: float = 20.0) -> None:
@@ -148,3 +151,45 @@ def test_overlapped_statistics_equal_the_sequential_ones(network: dict[str, Any]
         {"network": network, "statistics": {"effective_rank": True}, "jacobian": {"samples": 4}}
     )
     assert simulate(job, overlap=True) == simulate(job, overlap=False)
+
+
+@pytest.fixture
+def two_cpus() -> Iterator[None]:
+    """This process as a worker of a 2-CPU pool would be (one BLAS thread), share 1."""
+    with threadpool_limits(limits=1):
+        cores.set_local(1, 2)
+        cores.follow()
+        try:
+            yield
+        finally:
+            cores.set_local(1, 1)
+            cores.follow()
+
+
+@pytest.mark.usefixtures("two_cpus")
+def test_a_products_bits_do_not_depend_on_the_share() -> None:
+    """OpenBLAS's own threads round a 100 x 1000 x 100 float32 product differently on 1 and 2
+    threads (a weight gradient's shape: fan_in x samples x fan_out); cut into fixed blocks, a
+    product is the same under either share, and equal to the single-threaded product."""
+    rng = np.random.default_rng(0)
+    for m, k, n in [(256, 1000, 100), (1000, 100, 200), (4096, 128, 128)]:
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        b = rng.standard_normal((k, n)).astype(np.float32)
+        assert cores.blocks(m, m * k * n) == 2
+        alone = np.matmul(a, b)
+        for share in (1, 2):
+            cores.set_local(share, 2)
+            cores.follow()
+            assert np.array_equal(cores.matmul(a, b), alone)
+            assert np.array_equal(cores.matmul(a.T.copy().T, b), alone)  # a transposed view
+
+
+@pytest.mark.usefixtures("two_cpus")
+def test_an_analysis_is_the_same_under_every_share() -> None:
+    network = {"input_dim": 256, "depth": 3, "width": 200, "activation": "tanh", "init": "xavier_normal"}
+    job = _job({"network": network, "input": {"samples": 2000}})
+    answers = []
+    for share in (1, 2):
+        cores.set_local(share, 2)
+        answers.append(simulate(job))
+    assert answers[0] == answers[1]

@@ -42,10 +42,10 @@ class GatedRunner:
         self.failures = failures or []
 
     @contextlib.asynccontextmanager
-    async def admit(self) -> AsyncIterator[None]:
+    async def admit(self, work: object = None) -> AsyncIterator[None]:
         yield
 
-    async def run(self, fn: Callable[..., Any], *args: object) -> Any:
+    async def run(self, fn: Callable[..., Any], *args: object, cost: int | None = None) -> Any:
         self.calls.append(fn.__name__)
         await self.gate.wait()
         if self.failures:

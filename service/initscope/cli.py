@@ -39,6 +39,7 @@ from threadpoolctl import threadpool_limits
 
 from initscope import catalogue, client, errors
 from initscope.config import Settings
+from initscope.engine import cores
 from initscope.engine.advice import describe
 from initscope.http import problems, server
 from initscope.http.problems import clean_loc
@@ -417,8 +418,10 @@ def compute(
         figure = None
         if args.format != "json":
             figure = FigureOptions(args.format, args.width, args.height, args.dpi or 100)
-        # a worker's BLAS threads: float32 products round differently with another count
-        with threadpool_limits(limits=Settings().threads_per_worker):
+        # a worker's configuration: one BLAS thread, its products cut for the pool's CPUs
+        settings = Settings()
+        cores.set_local(settings.threads_per_worker, settings.pool_cpus)
+        with threadpool_limits(limits=1):
             if parts == 1:
                 answer = compute_here(kind, body, figure, streams.err)
             else:  # one part after another here, merged: what --url's replicas would answer

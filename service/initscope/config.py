@@ -15,15 +15,14 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 
 MiB = 2**20
-# A worker's address space before any request: Python, NumPy, Matplotlib and the engine, plus
-# ~40 MiB per OpenBLAS thread it may start (OPENBLAS_NUM_THREADS at load; NumPy's OpenBLAS is
-# the only one since SciPy left), plus, with more than one thread, the statistics thread (its
-# stack and its malloc arena). Measured with /proc/self/status VmPeak on x86-64 Linux: in the
-# image (Python 3.13, no SciPy) 290 MiB at 1 thread and 330 MiB at 2, idle; with SciPy
-# (CPython 3.11) 322 MiB at 1 thread, and at 2, 402 MiB idle and 534 MiB after the book's
-# analysis (the statistics thread started).
+# A worker's address space before any request: Python, NumPy, Matplotlib and the engine, one
+# OpenBLAS thread (OPENBLAS_NUM_THREADS=1 at load), plus per thread a job may run (the blocks
+# of its products, initscope.engine.cores) and, above one, the statistics thread: each a stack
+# and a malloc arena. Measured with /proc/self/status VmPeak on x86-64 Linux (CPython 3.11,
+# no SciPy): 170 MiB idle, 414 MiB after the book's analysis on a share of 2 (its block thread
+# and statistics thread started); the formula below gives 528 MiB there.
 WORKER_FIXED_BYTES = 256 * MiB
-WORKER_THREAD_BYTES = 40 * MiB
+WORKER_THREAD_BYTES = 72 * MiB  # an 8 MiB stack and a 64 MiB malloc arena
 WORKER_STATISTICS_THREAD_BYTES = 128 * MiB
 WORKER_BASELINE_BYTES = 512 * MiB  # the floor of worker_baseline_bytes
 # Default room above the request budget: the baseline, a figure, the pickled result.

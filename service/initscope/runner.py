@@ -11,9 +11,10 @@ its place. A blocking ``send``/``recv`` per job runs in a small thread pool, one
 worker; a dead worker shows up as EOF there, and an idle one through its sentinel on the loop.
 
 Workers are forked by a ``forkserver`` that has imported the engine once (no copy of the
-server's threads or sockets, and a replacement is ready in milliseconds). Each worker limits
-its BLAS pool to its share of the CPUs (threads follow the work: a lone job gets every CPU,
-running jobs share them, :mod:`initscope.engine.cores`), and caps its own
+server's threads or sockets, and a replacement is ready in milliseconds). Each worker runs
+its share of the CPUs (threads follow the work: a lone job gets every CPU, running jobs share
+them; spent on blocks of its products of a fixed cut, so the numbers never depend on the
+load, :mod:`initscope.engine.cores`), and caps its own
 address space at ``Settings.worker_memory_limit``: work that outgrows it ends in
 ``MemoryError`` inside the worker, reported as ``OutOfMemory``.
 
@@ -83,8 +84,8 @@ PRELOAD = [
     "initscope.figures",
     "initscope.engine.sweep",
 ]
-# Read by OpenBLAS/OpenMP/MKL when they load: the most threads a job may use (each reserves
-# memory per potential thread); a worker then follows its share (:mod:`initscope.engine.cores`).
+# Read by OpenBLAS/OpenMP/MKL when they load: one thread (each reserves memory per potential
+# thread); a job's share of the CPUs runs its products' blocks (:mod:`initscope.engine.cores`).
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 RESPAWN_DELAY_S = 1.0
 # Multiply-adds per second of one worker before any job of a task has finished: one BLAS
@@ -112,13 +113,13 @@ class _Unobserved:
         pass
 
 
-def _serve(conn: Connection, share: cores.SharedInt, memory_limit: int) -> None:
+def _serve(conn: Connection, share: cores.SharedInt, cpus: int, memory_limit: int) -> None:
     """A worker's life: receive ``(fn, args)``, answer ``(status, value)``, until EOF."""
     # SIGINT (Ctrl+C) and SIGTERM (systemd signals the whole group) are the server's to handle;
     # it kills its workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    cores.install(share)
+    cores.install(share, cpus)
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     soft = memory_limit if hard == resource.RLIM_INFINITY else min(memory_limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
@@ -216,7 +217,7 @@ class Runner:
         self._loop = asyncio.get_running_loop()
         self._context = multiprocessing.get_context("forkserver")
         for name in BLAS_ENV:  # the forkserver inherits this when it starts (once per process)
-            os.environ.setdefault(name, str(self.blas_threads))
+            os.environ.setdefault(name, "1")
         self._context.set_forkserver_preload(PRELOAD)
         self._io = ThreadPoolExecutor(
             self.workers + self.cheap_workers, thread_name_prefix="initscope-io"
@@ -504,7 +505,7 @@ class Runner:
         share = self._context.RawValue("i", 1 if lane == "cheap" else self.blas_threads)
         process = self._context.Process(
             target=_serve,
-            args=(child, share, self._settings.worker_memory_limit),
+            args=(child, share, self.cpus, self._settings.worker_memory_limit),
             name="initscope-worker",
             daemon=True,
         )

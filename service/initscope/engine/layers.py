@@ -156,9 +156,9 @@ def dense(h: FloatArray, w: FloatArray, b: FloatArray, trained: bool = False) ->
     is all zero (no pass over ``a`` for nothing: the analysis' hot path), unless the bias is
     ``trained`` (it has had a gradient: then it is nonzero in practice and the check would
     cost more than it saves). A layer boundary: the worker takes up its current share of the
-    CPUs first (:func:`initscope.engine.cores.follow`)."""
+    CPUs first (:func:`initscope.engine.cores.follow`), spent on the product's blocks."""
     cores.follow()
-    a = h @ w
+    a = cores.matmul(h, w) if h.ndim == 2 else h @ w
     if trained or b.any():
         a += b
     return a
@@ -201,11 +201,11 @@ class Dense:
         x, w = self.x, self.w.value
         x2, g2 = (x, g) if x.ndim == 2 else (x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1]))
         if parameters:
-            self.w.grad = np.matmul(x2.T, g2, out=self.w.buffer())
+            self.w.grad = cores.matmul(x2.T, g2, out=self.w.buffer())
             self.b.grad = g2.sum(axis=0, out=self.b.buffer())
         else:  # the statistics' norm only: dW is not kept (nor its memory held)
-            self.grad_sum_squares = sum_squares(x2.T @ g2)  # float64 sums: no f32 overflow
-        dx: FloatArray = g @ w.T
+            self.grad_sum_squares = sum_squares(cores.matmul(x2.T, g2))  # float64: no overflow
+        dx: FloatArray = cores.matmul(g2, w.T).reshape((*g.shape[:-1], w.shape[0]))
         return dx
 
     def weight_grad_norm(self, samples: int) -> float:
