@@ -186,7 +186,8 @@ def test_a_products_bits_do_not_depend_on_the_share() -> None:
 
 @pytest.mark.usefixtures("two_cpus")
 def test_an_analysis_is_the_same_under_every_share() -> None:
-    network = {"input_dim": 256, "depth": 3, "width": 200, "activation": "tanh", "init": "xavier_normal"}
+    network = {"input_dim": 256, "depth": 3, "width": 200, "activation": "tanh"}
+    network["init"] = "xavier_normal"
     job = _job({"network": network, "input": {"samples": 2000}})
     answers = []
     for share in (1, 2):
