@@ -26,12 +26,13 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.bench_http import _free_port, start_server  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.bench_http import _free_port, start_server
 
 SIGMA_W2 = (1.5, 2.0, 2.5, 3.0)
 SIGMA_B2 = (0.0, 0.01, 0.05, 0.1)
