@@ -130,10 +130,10 @@ class InstantRunner:
         self.result = result
 
     @contextlib.asynccontextmanager
-    async def admit(self) -> AsyncIterator[None]:
+    async def admit(self, work: object = None) -> AsyncIterator[None]:
         yield
 
-    async def run(self, fn: Callable[..., Any], *args: object) -> Any:
+    async def run(self, fn: Callable[..., Any], *args: object, cost: object = None) -> Any:
         return self.result
 
 

@@ -144,9 +144,19 @@ def _job(body: dict[str, Any]) -> Any:
             "dropout": 0.25,
         },
         {"input_dim": 20, "depth": 3, "width": 48, "activation": "sigmoid", "init": "lsuv"},
+        {  # deeper than the backlog: the forward pass waits for the oldest layer's statistics
+            "input_dim": 30,
+            "depth": 9,
+            "width": 40,
+            "activation": "elu",
+            "init": "xavier_normal",
+            "batch_norm": {"placement": "before"},
+        },
     ],
 )
 def test_overlapped_statistics_equal_the_sequential_ones(network: dict[str, Any]) -> None:
+    """The second thread draws the upstream gradient and measures the layers while the passes
+    run, phi'(z) computed by whichever thread comes first: the result is the inline one."""
     job = _job(
         {"network": network, "statistics": {"effective_rank": True}, "jacobian": {"samples": 4}}
     )

@@ -11,7 +11,7 @@ import pytest
 from initscope.engine.analysis import analyze
 from initscope.engine.network import gradient_stream, input_stream
 from initscope.engine.simulation import analysis_network, make_input, make_upstream, simulate
-from initscope.engine.statistics import effective_rank, histogram
+from initscope.engine.statistics import data_range, effective_rank, histogram, summarise
 from initscope.jobs import AnalysisJob
 
 from tests.helpers import make_job
@@ -265,9 +265,10 @@ def test_histogram_default_range_is_each_layers_own_range() -> None:
 
 def test_histogram_counts_non_finite_values_apart() -> None:
     x = np.array([0.5, np.nan, np.inf, -np.inf, 2.0, -3.0], dtype=np.float32)
-    hist = histogram(x, 4, (0.0, 1.0))
-    assert list(hist.counts) == [0, 0, 1, 0]
-    assert (hist.underflow, hist.overflow, hist.non_finite) == (1, 1, 3)
+    for summary in (None, summarise(x)):
+        hist = histogram(x, 4, (0.0, 1.0), summary)
+        assert list(hist.counts) == [0, 0, 1, 0]
+        assert (hist.underflow, hist.overflow, hist.non_finite) == (1, 1, 3)
 
 
 def test_overflow_is_counted_and_located_not_raised() -> None:
@@ -398,6 +399,7 @@ def _reference_histogram(x: np.ndarray, edges: np.ndarray) -> tuple[list[int], i
     )
 
 
+@pytest.mark.parametrize("summarised", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
     ("low", "high", "bins"),
@@ -414,11 +416,12 @@ def _reference_histogram(x: np.ndarray, edges: np.ndarray) -> tuple[list[int], i
     ],
 )
 def test_histogram_agrees_with_exact_comparisons_next_to_every_edge(
-    dtype: type[np.floating[Any]], low: float, high: float, bins: int
+    dtype: type[np.floating[Any]], low: float, high: float, bins: int, summarised: bool
 ) -> None:
     """Values on, and a few representable steps either side of, every edge; zeros, signed
     tiny values and random ones: every value lands where comparing it with the float64 edges
-    puts it, however the fast path rounds."""
+    puts it, however the fast path rounds; with the caller's summary too (``summarised``),
+    and then also over the data's own range, where no pass counts the outer values."""
     rng = np.random.default_rng(bins)
     edges = np.linspace(low, high, bins + 1)
     around = [edges.astype(dtype)]
@@ -430,8 +433,16 @@ def test_histogram_agrees_with_exact_comparisons_next_to_every_edge(
     tiny = np.array([0.0, -0.0, np.finfo(dtype).smallest_subnormal, -np.finfo(dtype).tiny])
     spread = rng.uniform(low - (high - low) / 4, high + (high - low) / 4, 5000)
     x = np.concatenate([*around, tiny.astype(dtype), spread.astype(dtype)])
-    hist = histogram(x, bins, (low, high))
+    summary = summarise(x) if summarised else None
+    hist = histogram(x, bins, (low, high), summary)
     counts, underflow, overflow = _reference_histogram(x, edges)
     assert list(hist.counts) == counts
     assert (hist.underflow, hist.overflow) == (underflow, overflow)
     assert hist.total == x.size
+    if summary is not None:  # the range is the data's: every value inside, edges exact
+        inner = x[(x >= dtype(low)) & (x <= dtype(high))]
+        own = data_range(summarise(inner))
+        hist = histogram(inner, bins, own, summarise(inner))
+        counts, underflow, overflow = _reference_histogram(inner, np.linspace(*own, bins + 1))
+        assert list(hist.counts) == counts
+        assert hist.underflow == hist.overflow == underflow == overflow == 0

@@ -241,7 +241,8 @@ class AnalysisJob:
 
         Per layer the forward keeps h and phi'(a) (samples x units each) for the backward
         pass, and xhat with batch norm and the dropout mask with dropout, plus the weights;
-        transient buffers of a few samples x units arrays on top.
+        transient buffers of a few samples x units arrays on top, among them the phi inputs z
+        of the layers still waiting for their statistics (at most three).
         The Jacobian spectrum holds two (k, N_0, N_l) products at a time.
         """
         itemsize = 4 if self.dtype == "float32" else 8
@@ -251,7 +252,7 @@ class AnalysisJob:
             for layer in self.layers
         )
         weights = sum(fan_in * fan_out for fan_in, fan_out in self.fans)
-        transient = 6 * self.samples * widest + 2 * widest * widest
+        transient = 8 * self.samples * widest + 2 * widest * widest
         jacobian = 2 * self.jacobian_count * self.input_dim * widest
         return itemsize * (kept + weights + self.samples * self.input_dim + transient + jacobian)
 

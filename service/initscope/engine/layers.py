@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -341,13 +342,17 @@ class Activation:
         self.z: FloatArray | None = None
         self._d: FloatArray | None = None
         self._h: FloatArray | None = None  # phi(z), until phi'(z) is computed from it
+        self._computing = threading.Lock()  # the statistics' thread and the backward pass
 
     @property
     def d(self) -> FloatArray | None:
-        """phi'(z) of the last training-mode pass; None before one."""
+        """phi'(z) of the last training-mode pass; None before one. Computed once, by
+        whichever thread reads it first (the analysis' statistics or its backward pass)."""
         if self._d is None and self._h is not None:
-            assert self.z is not None
-            self._d, self._h = self.fn.derivative(self.z, self._h), None
+            with self._computing:
+                if self._d is None and self._h is not None:
+                    assert self.z is not None
+                    self._d, self._h = self.fn.derivative(self.z, self._h), None
         return self._d
 
     def forward(self, x: FloatArray, mode: Mode) -> FloatArray:
@@ -546,7 +551,7 @@ class Block(Sequential):
                 saturated_fraction=phi.saturated_fraction,
                 non_finite=out.non_finite,
                 histogram=histogram(
-                    h, asked.bins, asked.histogram_range or self.histogram_range(out)
+                    h, asked.bins, asked.histogram_range or self.histogram_range(out), out
                 ),
             ),
             preactivations=phi.preactivations,

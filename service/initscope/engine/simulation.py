@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -56,6 +58,7 @@ from initscope.results import (
 )
 
 FloatArray = NDArray[np.floating[Any]]
+T = TypeVar("T")
 
 
 def make_input(job: AnalysisJob, rng: np.random.Generator) -> FloatArray:
@@ -76,6 +79,7 @@ def make_input(job: AnalysisJob, rng: np.random.Generator) -> FloatArray:
     return x.astype(job.dtype, copy=False)
 
 
+@applies_policy
 def make_upstream(job: AnalysisJob, rng: np.random.Generator) -> FloatArray:
     """dL/dh_L, drawn in float64 and cast to the job's dtype."""
     shape = (job.samples, job.layers[-1].units)
@@ -103,6 +107,7 @@ def jacobian_spectrum(m: FloatArray) -> JacobianSpectrum:
     s[s <= tolerance] = 0.0
     zero = int(np.count_nonzero(s == 0.0))
     logs = np.log10(s[s > 0.0])
+    spread = summarise(logs)
     squares = np.square(s)
     empty = s.size == 0
     return JacobianSpectrum(
@@ -114,7 +119,7 @@ def jacobian_spectrum(m: FloatArray) -> JacobianSpectrum:
         max=None if empty else as_float(s.max()),
         zero=zero,
         excluded_samples=excluded,
-        log10_histogram=histogram(logs, _JACOBIAN_BINS, data_range(summarise(logs))),
+        log10_histogram=histogram(logs, _JACOBIAN_BINS, data_range(spread), spread),
     )
 
 
@@ -136,6 +141,7 @@ def _singular_values(m: FloatArray) -> FloatArray:
         return np.array(rows, dtype=m.dtype).reshape(len(rows), count)
 
 
+@applies_policy
 def analysis_network(job: AnalysisJob) -> Network:
     """The network ``job`` describes, as drawn for its seed (LSUV not yet applied), each
     layer's dropout on its own stream."""
@@ -153,13 +159,22 @@ _statistics_lock = threading.Lock()
 
 
 def _statistics_executor() -> ThreadPoolExecutor:
-    """The one thread that measures layer l while the caller computes layer l + 1 (created
-    on first use, in the process that simulates: a worker, never the forkserver)."""
+    """The one thread that draws and measures while the caller runs the passes (created on
+    first use, in the process that simulates: a worker, never the forkserver)."""
     global _statistics_thread
     with _statistics_lock:
         if _statistics_thread is None:
             _statistics_thread = ThreadPoolExecutor(1, thread_name_prefix="initscope-stats")
         return _statistics_thread
+
+
+def _start(helper: ThreadPoolExecutor | None, fn: Callable[..., T], *args: Any) -> Future[T]:
+    """``fn(*args)`` in ``helper``, or here and now when there is none."""
+    if helper is not None:
+        return helper.submit(fn, *args)
+    done: Future[T] = Future()
+    done.set_result(fn(*args))
+    return done
 
 
 def _measure(block: Block, index: int, h: FloatArray, asked: Asked) -> LayerResult:
@@ -170,50 +185,76 @@ def _measure(block: Block, index: int, h: FloatArray, asked: Asked) -> LayerResu
     return result
 
 
+# Layers whose statistics may still be pending while the passes go on, each holding its phi
+# input z (counted in :meth:`AnalysisJob.peak_bytes`).
+STATISTICS_BACKLOG = 3
+
+
+class _Measurements:
+    """The layers' statistics, in ``helper`` (or inline without one), in layer order, at most
+    :data:`STATISTICS_BACKLOG` pending. :meth:`collect` takes back the newest ones the helper
+    has not started and runs them in the calling thread, so both threads finish together."""
+
+    def __init__(self, helper: ThreadPoolExecutor | None, asked: Asked) -> None:
+        self.helper, self.asked = helper, asked
+        self.done: list[LayerResult] = []
+        self.pending: deque[tuple[Future[LayerResult], tuple[Block, int, FloatArray]]] = deque()
+
+    def add(self, block: Block, index: int, h: FloatArray) -> None:
+        if len(self.pending) == STATISTICS_BACKLOG:
+            self.done.append(self.pending.popleft()[0].result())
+        future = _start(self.helper, _measure, block, index, h, self.asked)
+        self.pending.append((future, (block, index, h)))
+
+    def collect(self) -> list[LayerResult]:
+        taken: list[LayerResult] = []
+        for future, args in reversed(self.pending):
+            if not future.cancel():  # started: so are the older ones
+                break
+            taken.append(_measure(*args, self.asked))
+        rest = [future.result() for future, _ in self.pending if not future.cancelled()]
+        return self.done + rest + taken[::-1]
+
+
 @applies_policy
 def simulate(job: AnalysisJob, *, overlap: bool | None = None) -> Simulation:
     """Run the forward and backward pass of ``job`` and measure every layer.
 
-    The statistics of layer l (and its phi'(z)) are computed in a second thread while this
-    one computes layer l + 1's product and phi: NumPy releases the GIL in its loops and in
-    BLAS, so they overlap when the worker has more than one CPU (:mod:`initscope.engine.cores`).
-    Nothing is shared but read-only arrays: layer l + 1 reads h_l, and nothing writes it.
-    One layer's statistics are in flight at a time (one extra z held). With a single CPU
-    they run inline, in order (``overlap`` None: decided so; True/False: forced). The results
-    are the sequential ones, bit for bit.
+    With more than one CPU (:mod:`initscope.engine.cores`) a second thread draws the weights
+    and the upstream gradient while this one draws the input, then measures the layers, in
+    order, while this one runs the forward and the backward pass; when the passes are done,
+    this thread takes the layers the other has not started (:class:`_Measurements`). NumPy
+    releases the GIL in its loops, its random fills and BLAS, so they overlap. phi'(z) is
+    computed once, by whichever thread reads it first; nothing else is shared but read-only
+    arrays (layer l + 1 reads h_l, the backward pass reads h and phi'(z), nothing writes
+    them). With a single CPU everything runs inline, in order (``overlap`` None: decided so;
+    True/False: forced). The results are the sequential ones, bit for bit: every value comes
+    from the same operations on the same arrays, whichever thread runs them.
     """
-    network = analysis_network(job)
-    x = make_input(job, input_stream(job.seed))
-    h = x
+    if overlap is None:
+        overlap = cores.follow() != 1
+    helper = _statistics_executor() if overlap else None
+    drawn = _start(helper, analysis_network, job)
+    upstream = _start(helper, make_upstream, job, gradient_stream(job.seed))
+    x = h = make_input(job, input_stream(job.seed))
+    network = drawn.result()
     asked = Asked(
         bins=job.bins,
         histogram_range=job.histogram_range,
         saturation_derivative=job.thresholds.saturation_derivative,
         effective_rank=job.effective_rank,
     )
-    if overlap is None:
-        overlap = cores.follow() != 1
-    forward: list[LayerResult] = []
-    pending: Future[LayerResult] | None = None
+    measurements = _Measurements(helper, asked)
     for index, block in enumerate(network.blocks, 1):
         block.initialise(h)
-        h_next = block.forward(h, "train")
-        if pending is not None:
-            forward.append(pending.result())
-            pending = None
-        if overlap:
-            pending = _statistics_executor().submit(_measure, block, index, h_next, asked)
-        else:
-            forward.append(_measure(block, index, h_next, asked))
-        h = h_next
-    if pending is not None:
-        forward.append(pending.result())
+        h = block.forward(h, "train")
+        measurements.add(block, index, h)
 
     jacobian: JacobianSpectrum | None = None
     if job.jacobian_count > 0:
         jacobian = jacobian_spectrum(jacobians(network, job.jacobian_count))
 
-    g = make_upstream(job, gradient_stream(job.seed))
+    g = upstream.result()
     grad_rms: list[float] = []
     weight_norms: list[float] = []
     n = job.samples
@@ -223,6 +264,7 @@ def simulate(job: AnalysisJob, *, overlap: bool | None = None) -> Simulation:
         weight_norms.append(block.dense.weight_grad_norm(n))
     sizes = [block.dense.weight_norm() for block in network.blocks]
     input_grad_rms = rms(g)
+    forward = measurements.collect()
     grad_rms.reverse()
     weight_norms.reverse()
 

@@ -8,6 +8,7 @@ silently.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,8 +60,8 @@ def summarise(x: FloatArray) -> Summary:
     if finite == 0:
         nan = float("nan")
         return Summary(x.size, 0, 0, nan, nan, nan, nan, nan)
-    mean = float(flat.sum(dtype=np.float64)) / finite
-    mean_square = sum_squares(flat) / finite
+    total, square = _sums(flat)
+    mean, mean_square = total / finite, square / finite
     variance = mean_square - mean * mean
     if variance < 1e-12 * mean_square:
         variance = float(flat.var(dtype=np.float64))
@@ -105,29 +106,39 @@ def _thresholds(edges: NDArray[np.float64], dtype: np.dtype[Any]) -> FloatArray:
 
 
 def _bins_of(
-    values: FloatArray, lo: float, scale: float, bins: int, pos: FloatArray, out: NDArray[np.intp]
+    values: FloatArray,
+    lo: float,
+    scale: float,
+    bins: int,
+    pos: FloatArray,
+    out: NDArray[np.intp],
+    clip: bool = True,
 ) -> NDArray[np.intp]:
     """``trunc(clip((x - lo) * scale, 0, bins))`` in float64: a non-decreasing function of x,
     and the bin of x wherever x is not next to an edge (the outer bins also hold the values
-    just outside the range)."""
+    just outside the range). ``clip=False`` when every x is known to lie in [lo, hi]: then
+    ``x - lo >= 0`` exactly and ``(x - lo) * scale`` rounds to at most ``bins``."""
     np.subtract(values, lo, out=pos, dtype=np.float64)
     np.multiply(pos, scale, out=pos)
-    np.clip(pos, 0, bins, out=pos)
+    if clip:
+        np.clip(pos, 0, bins, out=pos)
     np.copyto(out, pos, casting="unsafe")
     return out
 
 
 @applies_policy
 def histogram(
-    x: FloatArray, bins: int, value_range: tuple[float, float], *, finite: bool = False
+    x: FloatArray, bins: int, value_range: tuple[float, float], summary: Summary | None = None
 ) -> Histogram:
     """Equal-width histogram over ``value_range`` that counts, rather than drops, the rest.
 
     Bin i holds ``edges[i] <= x < edges[i + 1]``, the last bin also ``x == hi``, with the
     reported float64 edges ``linspace(lo, hi, bins + 1)`` compared exactly (NumPy's rule,
     applied to the float64 edges whatever the data's dtype). Finite values outside the range
-    are ``underflow``/``overflow``; NaN and inf are ``non_finite`` (``finite=True`` says the
-    caller already knows there are none).
+    are ``underflow``/``overflow``; NaN and inf are ``non_finite``. The caller's ``summary``
+    of ``x`` (:func:`summarise`), when given, saves the passes it answers: the search for
+    non-finite values when there are none, and the outer counts (and the clipping) when its
+    min and max lie in the range.
 
     Cache-sized blocks are binned by ``trunc(clip((x - lo) * s, 0, bins))`` in float64
     (``s = bins / (hi - lo)``), which is off by at most a few roundings, so only next to an
@@ -159,6 +170,15 @@ def histogram(
         )
         exact = (found[: bins - 1] == inner - 1) & (found[bins - 1 :] == inner)
         unsure = inner[~exact]
+    finite = summary is not None and summary.non_finite == 0
+    inside = bool(
+        direct
+        and finite
+        and summary is not None
+        and summary.finite > 0
+        and summary.min >= thresholds[0]
+        and summary.max < thresholds[-1]
+    )
     size = min(_BLOCK, flat.size)
     pos, idx = np.empty(size), np.empty(size, np.intp)
     counts = np.zeros(bins + 2 if not direct else bins + 1, dtype=np.int64)
@@ -176,10 +196,12 @@ def histogram(
             continue
         n = block.size
         counts += np.bincount(
-            _bins_of(block, lo, scale, bins, pos[:n], idx[:n]), minlength=bins + 1
+            _bins_of(block, lo, scale, bins, pos[:n], idx[:n], clip=not inside),
+            minlength=bins + 1,
         )
-        underflow += int(np.count_nonzero(block < thresholds[0]))
-        overflow += int(np.count_nonzero(block >= thresholds[-1]))
+        if not inside:
+            underflow += int(np.count_nonzero(block < thresholds[0]))
+            overflow += int(np.count_nonzero(block >= thresholds[-1]))
     if not direct:
         underflow, overflow, counts = int(counts[0]), int(counts[-1]), counts[1:-1]
     else:
@@ -222,11 +244,37 @@ def summarise_derivative(d: FloatArray, limit: float) -> DerivativeSummary:
     )
 
 
+_CHUNK = 1 << 16  # values per float64 chunk of the sums: a chunk's copy stays in cache
+
+
+def _float64_chunks(flat: FloatArray) -> Iterator[NDArray[np.float64]]:
+    """``flat`` in float64 chunks of :data:`_CHUNK` values (views when already float64)."""
+    for start in range(0, flat.size, _CHUNK):
+        yield flat[start : start + _CHUNK].astype(np.float64, copy=False)
+
+
+def _float64_rows(m: FloatArray) -> Iterator[tuple[slice, NDArray[np.float64]]]:
+    """The rows of the 2-D ``m`` in float64 copies of about :data:`_CHUNK` values each."""
+    step = max(1, _CHUNK // max(1, m.shape[1]))
+    for start in range(0, m.shape[0], step):
+        rows = slice(start, start + step)
+        yield rows, m[rows].astype(np.float64)
+
+
+def _sums(flat: FloatArray) -> tuple[float, float]:
+    """``(sum x, sum x^2)`` in float64: each chunk cast once, ``x . x`` by BLAS's dot (one
+    thread in a worker; about 2.5x faster than a casting ``einsum``), NaN/inf propagate."""
+    total = square = 0.0
+    for chunk in _float64_chunks(flat):
+        total += float(chunk.sum())
+        square += float(np.dot(chunk, chunk))
+    return total, square
+
+
 @applies_policy
 def sum_squares(x: FloatArray) -> float:
     """``sum(x^2)`` over all values (NaN/inf propagate), accumulated in float64."""
-    flat = x.reshape(-1)
-    return float(np.einsum("i,i->", flat, flat, dtype=np.float64))
+    return sum(float(np.dot(chunk, chunk)) for chunk in _float64_chunks(x.reshape(-1)))
 
 
 @applies_policy
@@ -247,7 +295,11 @@ def sample_correlation(z: FloatArray) -> float | None:
     theory. ``None`` for fewer than two such rows or non-finite values. O(n units)."""
     if z.ndim != 2:
         z = z.reshape(z.shape[0], -1)
-    norms = np.sqrt(np.einsum("ij,ij->i", z, z, dtype=np.float64))
+    norms = np.empty(z.shape[0])
+    for rows, chunk in _float64_rows(z):
+        np.square(chunk, out=chunk)
+        chunk.sum(axis=1, out=norms[rows])
+    np.sqrt(norms, out=norms)
     keep = norms > 0
     n = int(np.count_nonzero(keep))
     if n < 2 or not np.isfinite(norms).all():
@@ -318,9 +370,10 @@ def distinct_units(h: FloatArray, live: NDArray[np.bool_], spread: float, larges
     eps = float(np.finfo(h.dtype).eps)
     tol = max(np.sqrt(eps) * spread, 4 * eps * largest)
     directions = np.random.default_rng(0).standard_normal((3, n)) / np.sqrt(n)
-    # einsum, not BLAS: a 3-row product is memory-bound, and OpenBLAS's threaded kernels were
-    # seen to take 50 ms instead of 0.2 ms on this shape (threads writing the same few rows)
-    projections = np.einsum("kn,nm->km", directions, h, dtype=np.float64)[:, units]
+    projections = np.zeros((3, h.shape[1]))
+    for rows, chunk in _float64_rows(h):  # BLAS at one thread; a casting einsum is 2.5x slower
+        projections += directions[:, rows] @ chunk
+    projections = projections[:, units]
     order = np.argsort(projections[0], kind="stable")
     gaps = np.abs(np.diff(projections[:, order], axis=1)).max(axis=0)
     close = np.flatnonzero(gaps <= 6 * tol + 16 * eps * np.sqrt(n) * largest)
