@@ -1,4 +1,4 @@
-"""Seeded streams and the one function that builds a network of :mod:`initscope.engine.layers`.
+"""Seeded streams and the functions that build a network of :mod:`initscope.engine.layers`.
 
 For one seed, the input, the upstream gradient and each layer's parameters come from
 independent streams, children of ``SeedSequence(seed)``: the input is child 0, the upstream
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from initscope.engine.floating import applies_policy
 from initscope.engine.layers import Block, DropoutSource, FloatArray, Mode, Sequential
 from initscope.jobs import LayerSpec
 from initscope.results import LsuvReport
@@ -87,9 +88,30 @@ def build(
     :func:`layer_stream` ``(seed, l)``; ``dropout(l)`` is the random source of layer ``l``'s
     dropout, if it has one. LSUV is not applied here (it needs data):
     :meth:`Network.initialise`."""
-    blocks = []
-    fan_in = input_dim
-    for index, spec in enumerate(specs, start=1):
-        blocks.append(Block(spec, fan_in, dtype, layer_stream(seed, index), dropout(index)))
-        fan_in = spec.units
-    return Network(blocks)
+    return Network(
+        [
+            draw_block(spec, fan_in, dtype, seed, index, dropout(index))
+            for index, (spec, fan_in) in enumerate(
+                zip(specs, fan_ins(specs, input_dim), strict=True), 1
+            )
+        ]
+    )
+
+
+def fan_ins(specs: Sequence[LayerSpec], input_dim: int) -> list[int]:
+    """Each layer's fan-in: the input's width, then the widths of the layers before."""
+    return [input_dim, *(spec.units for spec in specs[:-1])]
+
+
+@applies_policy
+def draw_block(
+    spec: LayerSpec,
+    fan_in: int,
+    dtype: np.dtype[Any],
+    seed: int,
+    index: int,
+    dropout: DropoutSource,
+) -> Block:
+    """Layer ``index`` (1-based) of the network, drawn from :func:`layer_stream` ``(seed,
+    index)``, whatever the other layers are."""
+    return Block(spec, fan_in, dtype, layer_stream(seed, index), dropout)

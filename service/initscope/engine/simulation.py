@@ -46,7 +46,14 @@ from numpy.typing import NDArray
 from initscope.engine import cores
 from initscope.engine.floating import applies_policy, non_finite_policy
 from initscope.engine.layers import Asked, Block, jacobians
-from initscope.engine.network import LayerDropout, Network, build, gradient_stream, input_stream
+from initscope.engine.network import (
+    LayerDropout,
+    Network,
+    draw_block,
+    fan_ins,
+    gradient_stream,
+    input_stream,
+)
 from initscope.engine.statistics import data_range, histogram, rms, summarise
 from initscope.jobs import AnalysisJob, NormalInput, OnesGradient
 from initscope.results import (
@@ -141,17 +148,20 @@ def _singular_values(m: FloatArray) -> FloatArray:
         return np.array(rows, dtype=m.dtype).reshape(len(rows), count)
 
 
-@applies_policy
 def analysis_network(job: AnalysisJob) -> Network:
     """The network ``job`` describes, as drawn for its seed (LSUV not yet applied), each
     layer's dropout on its own stream."""
-    return build(
-        job.layers,
-        job.input_dim,
-        job.seed,
-        np.dtype(job.dtype),
-        lambda index: LayerDropout(job.seed, index),
-    )
+    return Network([drawn.result() for drawn in _draw_blocks(job, None)])
+
+
+def _draw_blocks(job: AnalysisJob, helper: ThreadPoolExecutor | None) -> list[Future[Block]]:
+    """:func:`analysis_network`'s layers, drawn in ``helper`` in order (or here)."""
+    dtype, seed = np.dtype(job.dtype), job.seed
+    layers = zip(job.layers, fan_ins(job.layers, job.input_dim), strict=True)
+    return [
+        _start(helper, draw_block, spec, fan_in, dtype, seed, index, LayerDropout(seed, index))
+        for index, (spec, fan_in) in enumerate(layers, 1)
+    ]
 
 
 _statistics_thread: ThreadPoolExecutor | None = None
@@ -220,9 +230,10 @@ class _Measurements:
 def simulate(job: AnalysisJob, *, overlap: bool | None = None) -> Simulation:
     """Run the forward and backward pass of ``job`` and measure every layer.
 
-    With more than one CPU (:mod:`initscope.engine.cores`) a second thread draws the weights
-    and the upstream gradient while this one draws the input, then measures the layers, in
-    order, while this one runs the forward and the backward pass; when the passes are done,
+    With more than one CPU (:mod:`initscope.engine.cores`) a second thread draws the layers'
+    weights, in order, and the upstream gradient while this one draws the input and runs the
+    forward pass as each layer's weights arrive; then it measures the layers, in order,
+    while this one runs the forward and the backward pass; when the passes are done,
     this thread takes the layers the other has not started (:class:`_Measurements`). NumPy
     releases the GIL in its loops, its random fills and BLAS, so they overlap. phi'(z) is
     computed once, by whichever thread reads it first; nothing else is shared but read-only
@@ -234,10 +245,9 @@ def simulate(job: AnalysisJob, *, overlap: bool | None = None) -> Simulation:
     if overlap is None:
         overlap = cores.follow() != 1
     helper = _statistics_executor() if overlap else None
-    drawn = _start(helper, analysis_network, job)
+    drawn = _draw_blocks(job, helper)
     upstream = _start(helper, make_upstream, job, gradient_stream(job.seed))
     x = h = make_input(job, input_stream(job.seed))
-    network = drawn.result()
     asked = Asked(
         bins=job.bins,
         histogram_range=job.histogram_range,
@@ -245,10 +255,11 @@ def simulate(job: AnalysisJob, *, overlap: bool | None = None) -> Simulation:
         effective_rank=job.effective_rank,
     )
     measurements = _Measurements(helper, asked)
-    for index, block in enumerate(network.blocks, 1):
+    for index, block in enumerate(future.result() for future in drawn):
         block.initialise(h)
         h = block.forward(h, "train")
-        measurements.add(block, index, h)
+        measurements.add(block, index + 1, h)
+    network = Network([future.result() for future in drawn])
 
     jacobian: JacobianSpectrum | None = None
     if job.jacobian_count > 0:
