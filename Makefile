@@ -31,9 +31,16 @@ $(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
+# PyTorch is a test and benchmark peer only (tests/test_torch_parity.py, benchmarks/bench_http.py),
+# never the server's: its CPU build, which pip takes from the machine's wheel directory. It is
+# not in the lock (PyPI's Linux wheel of the same version is the CUDA build, GBs of downloads);
+# what it requires is, in the dev extra.
+TORCH_VERSION := 2.13.0
+
 $(VENV)/.installed-dev: requirements-dev.lock pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
 	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip install --quiet --no-deps torch==$(TORCH_VERSION)
 	touch $@ $(VENV)/.installed
 
 $(BIN)/uv: | $(BIN)/activate

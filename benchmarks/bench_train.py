@@ -109,8 +109,8 @@ def main() -> None:
         theirs = [torch_steps(args.epochs) for _ in range(3)]
     if theirs[0] is None:
         print(
-            "PyTorch not importable: comparison skipped (pip install torch elsewhere and "
-            "put it on PYTHONPATH; it is not a dependency of initscope)"
+            "PyTorch not importable: comparison skipped (the Makefile's dev environment has "
+            "its CPU build; it is not a dependency of the server)"
         )
         return
     torch_rate, torch_accuracy = max((r for r in theirs if r is not None), key=lambda r: r[0])
