@@ -88,19 +88,12 @@ def build(
     :func:`layer_stream` ``(seed, l)``; ``dropout(l)`` is the random source of layer ``l``'s
     dropout, if it has one. LSUV is not applied here (it needs data):
     :meth:`Network.initialise`."""
-    return Network(
-        [
-            draw_block(spec, fan_in, dtype, seed, index, dropout(index))
-            for index, (spec, fan_in) in enumerate(
-                zip(specs, fan_ins(specs, input_dim), strict=True), 1
-            )
-        ]
-    )
-
-
-def fan_ins(specs: Sequence[LayerSpec], input_dim: int) -> list[int]:
-    """Each layer's fan-in: the input's width, then the widths of the layers before."""
-    return [input_dim, *(spec.units for spec in specs[:-1])]
+    blocks = []
+    fan_in = input_dim
+    for index, spec in enumerate(specs, start=1):
+        blocks.append(draw_block(spec, fan_in, dtype, seed, index, dropout(index)))
+        fan_in = spec.units
+    return Network(blocks)
 
 
 @applies_policy

@@ -50,7 +50,6 @@ from initscope.engine.network import (
     LayerDropout,
     Network,
     draw_block,
-    fan_ins,
     gradient_stream,
     input_stream,
 )
@@ -157,10 +156,10 @@ def analysis_network(job: AnalysisJob) -> Network:
 def _draw_blocks(job: AnalysisJob, helper: ThreadPoolExecutor | None) -> list[Future[Block]]:
     """:func:`analysis_network`'s layers, drawn in ``helper`` in order (or here)."""
     dtype, seed = np.dtype(job.dtype), job.seed
-    layers = zip(job.layers, fan_ins(job.layers, job.input_dim), strict=True)
+    layers = zip(job.layers, job.fans, strict=True)
     return [
         _start(helper, draw_block, spec, fan_in, dtype, seed, index, LayerDropout(seed, index))
-        for index, (spec, fan_in) in enumerate(layers, 1)
+        for index, (spec, (fan_in, _)) in enumerate(layers, 1)
     ]
 
 
